@@ -1,0 +1,40 @@
+"""The composition root: builds a store from its URL. Backends are imported only when chosen."""
+
+from __future__ import annotations
+
+import os
+
+from user_limits.stores.base import LimitStore, StoreError
+
+DEFAULT_STORE_URL = "sqlite:///user-limits.db"
+STORE_ENV = "USER_LIMITS_STORE"
+
+
+def store_url(explicit: str | None = None) -> str:
+    return explicit or os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
+
+
+def open_store(url: str) -> LimitStore:
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise StoreError(f"bad store URL {url!r}: expected SCHEME://…, for example {DEFAULT_STORE_URL}")
+    if scheme == "memory":
+        from user_limits.stores.memory_store import MemoryStore
+
+        return MemoryStore(url)
+    if scheme == "sqlite":
+        from user_limits.stores.sqlite_store import SQLiteStore
+
+        return SQLiteStore(url)
+    if scheme in ("postgresql", "postgres"):
+        from user_limits.stores.postgres_store import PostgresStore
+
+        return PostgresStore(url)
+    if scheme == "dynamodb":
+        from user_limits.stores.dynamodb_store import DynamoDBStore
+
+        return DynamoDBStore(url)
+    raise StoreError(
+        f"unknown store URL scheme {scheme!r} in {url!r}: use memory://, sqlite:///PATH, "
+        "postgresql://USER:PASSWORD@HOST:PORT/DB or dynamodb://TABLE?region=REGION"
+    )

@@ -1,0 +1,29 @@
+"""The ``user-limits`` command line.
+
+Every command takes ``--store URL``. Bad input gives one clear line on stderr and a non-zero exit,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from user_limits.cli.app import app
+from user_limits.errors import UserError
+
+# Each module registers its commands on ``app``.
+from user_limits.cli import build_lambda as _build_lambda  # noqa: E402, F401
+from user_limits.cli import projection_commands as _projection_commands  # noqa: E402, F401
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as error:
+        print(f"user-limits: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("user-limits: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,147 @@
+"""demo, replay, export, show, parked, dead-letters, stats."""
+
+from __future__ import annotations
+
+import sys
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import typer
+
+from user_limits.bootstrap import open_store, store_url
+from user_limits.cli.app import JsonOption, StoreOption, app
+from user_limits.cli.render import console, counts_line, dead_letter_json, limit_json, limits_table
+from user_limits.domain.model import export_dict
+from user_limits.errors import UserError
+from user_limits.inputs import parse_records, read_records
+from user_limits.replay import replay
+from user_limits.stores.base import LimitStore
+from user_limits.stream.records import StreamRecord
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.write(msgspec.json.format(_encode(value), indent=2).decode() + "\n")
+
+
+def _replay_with_progress(store: LimitStore, records: list[StreamRecord], batch_size: int, name: str) -> None:
+    if sys.stderr.isatty() and len(records) > batch_size:
+        from rich.progress import Progress
+
+        with Progress(console=console(stderr=True), transient=True) as bar:
+            task = bar.add_task(f"replaying {name}", total=len(records))
+            counts = replay(store, records, batch_size, name, lambda n: bar.advance(task, n))
+    else:
+        counts = replay(store, records, batch_size, name)
+    console().print(f"{name}: {len(records)} records: {counts_line(counts)}")
+
+
+@app.command()
+def demo(store: StoreOption = None) -> None:
+    """Process the bundled sample stream and print each user's limits."""
+    url = store_url(store)
+    target = open_store(url)
+    data = files("user_limits.data").joinpath("sample_events.json").read_bytes()
+    records = parse_records(data, "bundled sample")
+    counts = replay(target, records)
+    out = console()
+    out.print(f"Replayed the bundled sample ({len(records)} events) into {url}")
+    out.print(f"this run: {counts_line(counts)}")
+    users = sorted({limit.user_id for limit in target.all_limits()})
+    for user_id in users:
+        out.print(limits_table(user_id, sorted(target.user_limits(user_id), key=lambda x: (x.type, x.period))))
+    out.print(f"store totals: {counts_line(target.stats())}")
+    target.close()
+
+
+@app.command("replay")
+def replay_command(
+    files_: Annotated[list[Path], typer.Argument(metavar="FILE...", help="JSON array, JSON Lines or Lambda event")],
+    store: StoreOption = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Records per batch.")] = 1000,
+) -> None:
+    """Apply the events of FILEs to the store, in batches, and print the counts."""
+    # Read every file first: a malformed one stops the run before anything is applied.
+    inputs = [(str(path), read_records(path)) for path in files_]
+    target = open_store(store_url(store))
+    try:
+        for name, records in inputs:
+            _replay_with_progress(target, records, batch_size, name)
+    finally:
+        target.close()
+
+
+@app.command()
+def export(store: StoreOption = None) -> None:
+    """Print every limit as one JSON array sorted by userLimitId."""
+    target = open_store(store_url(store))
+    out = sys.stdout
+    out.write("[")
+    for n, limit in enumerate(target.all_limits()):
+        out.write(",\n" if n else "\n")
+        out.write(_encode(export_dict(limit)).decode())
+    out.write("\n]\n")
+    target.close()
+
+
+@app.command()
+def show(
+    user_id: Annotated[str, typer.Argument(metavar="USER_ID")], store: StoreOption = None, json: JsonOption = False
+) -> None:
+    """Print one user's limits."""
+    target = open_store(store_url(store))
+    limits = sorted(target.user_limits(user_id), key=lambda x: (x.type, x.period, x.user_limit_id))
+    target.close()
+    if json:
+        _print_json([limit_json(limit) for limit in limits])
+    elif not limits:
+        raise UserError(f"no limits for user {user_id!r}")
+    else:
+        console().print(limits_table(user_id, limits))
+
+
+@app.command()
+def parked(store: StoreOption = None, json: JsonOption = False) -> None:
+    """Print the events waiting for their limit's creation."""
+    target = open_store(store_url(store))
+    events = target.parked_events()
+    target.close()
+    if json:
+        sys.stdout.write("[" + ",".join(event.data.decode() for event in events) + "]\n")
+        return
+    out = console()
+    for event in events:
+        envelope = msgspec.json.decode(event.data)
+        out.print(f"{event.key}  sequenceNumber {event.position}  {envelope.get('type')}")
+    out.print(f"{len(events)} parked")
+
+
+@app.command("dead-letters")
+def dead_letters(store: StoreOption = None, json: JsonOption = False) -> None:
+    """Print the records that could not be applied, with their reasons."""
+    target = open_store(store_url(store))
+    letters = target.dead_letters()
+    target.close()
+    if json:
+        _print_json([dead_letter_json(letter) for letter in letters])
+        return
+    out = console()
+    for letter in letters:
+        where = f"shard {letter.shard_id} seq {letter.sequence_number}" if letter.sequence_number else "no coordinates"
+        out.print(f"{where}: {letter.reason}")
+    out.print(f"{len(letters)} dead letters")
+
+
+@app.command()
+def stats(store: StoreOption = None, json: JsonOption = False) -> None:
+    """Print the counters: applied, skipped, ignored, parked (waiting now), deadLettered."""
+    target = open_store(store_url(store))
+    counts = target.stats()
+    target.close()
+    if json:
+        _print_json(counts.as_json())
+    else:
+        console().print(counts_line(counts))

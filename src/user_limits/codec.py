@@ -1,0 +1,83 @@
+"""Decoding of the upstream envelope into the domain's events: the user-limit event family.
+
+Two-stage decoding with msgspec: the envelope first, with the payload kept raw, so that event
+types we ignore cost no payload decoding; then the payload of a handled type into its struct.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from user_limits.domain import projection
+from user_limits.domain.events import DECIMAL_FIELDS, PAYLOAD_TYPES, Int64, Payload, UserLimitEvent
+from user_limits.domain.model import UserLimit
+from user_limits.stream.engine import InvalidRecord
+
+
+class Envelope(msgspec.Struct, gc=False, rename="camel"):
+    aggregate_id: str
+    context: msgspec.Raw
+    created_at: Int64
+    event_id: str
+    payload: msgspec.Raw
+    sequence_number: Int64
+    source: str
+    type: str
+
+
+_envelope = msgspec.json.Decoder(Envelope)
+_payloads: dict[str, msgspec.json.Decoder[Payload]] = {
+    name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()
+}
+_OPEN_BRACE = ord("{")
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    try:
+        # msgspec skips unknown fields without checking their UTF-8: check the whole record.
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidRecord(f"not UTF-8: {error.reason} at byte {error.start}") from None
+    try:
+        envelope = _envelope.decode(data)
+    except _DECODE_ERRORS as error:
+        raise InvalidRecord(f"invalid envelope: {error}") from None
+    if memoryview(envelope.payload)[0] != _OPEN_BRACE:
+        raise InvalidRecord("invalid envelope: Expected `object` - at `$.payload`")
+    if memoryview(envelope.context)[0] != _OPEN_BRACE:
+        raise InvalidRecord("invalid envelope: Expected `object` - at `$.context`")
+    return envelope
+
+
+class UserLimitFamily:
+    """The user-limit events as an :class:`~user_limits.stream.engine.EventFamily`."""
+
+    def decode(self, data: bytes) -> UserLimitEvent | None:
+        envelope = decode_envelope(data)
+        decoder = _payloads.get(envelope.type)
+        if decoder is None:
+            return None
+        try:
+            payload = decoder.decode(envelope.payload)
+        except _DECODE_ERRORS as error:
+            raise InvalidRecord(f"invalid {envelope.type} payload: {error}") from None
+        for name in DECIMAL_FIELDS[type(payload)]:
+            if not getattr(payload, name).is_finite():
+                raise InvalidRecord(f"invalid {envelope.type} payload: `{name}` is not a finite decimal")
+        return UserLimitEvent(envelope.sequence_number, envelope.created_at, payload)
+
+    def key(self, event: UserLimitEvent) -> str:
+        return event.payload.user_limit_id
+
+    def position(self, event: UserLimitEvent) -> int:
+        return event.sequence_number
+
+    def state_position(self, state: UserLimit) -> int:
+        return state.last_sequence_number
+
+    def creates(self, event: UserLimitEvent) -> bool:
+        return projection.creates(event)
+
+    def apply(self, state: UserLimit | None, event: UserLimitEvent) -> UserLimit:
+        return projection.apply(state, event)

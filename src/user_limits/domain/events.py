@@ -1,0 +1,88 @@
+"""The three upstream event types the projection handles, as typed, immutable values.
+
+Field names are snake_case in Python and camelCase on the wire (``rename="camel"``). Amounts are
+``Decimal``; timestamps are epoch milliseconds. Unknown fields are tolerated.
+"""
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+import msgspec
+
+LimitType = Literal["BALANCE", "BET", "DEPOSIT", "LOSS", "SESSION"]
+LimitPeriod = Literal[
+    "CALENDAR_DAY", "CALENDAR_WEEK", "CALENDAR_MONTH", "DAY", "INDEFINITE", "INSTANCE", "WEEK", "MONTH"
+]
+LimitStatus = Literal["ACTIVE", "CANCELED", "FUTURE", "IN_COOLDOWN"]
+
+LIMIT_TYPES: tuple[str, ...] = LimitType.__args__  # type: ignore[attr-defined]
+LIMIT_PERIODS: tuple[str, ...] = LimitPeriod.__args__  # type: ignore[attr-defined]
+LIMIT_STATUSES: tuple[str, ...] = LimitStatus.__args__  # type: ignore[attr-defined]
+
+# Stores keep positions and timestamps as signed 64-bit integers.
+Int64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+CREATED = "USER_LIMIT_CREATED"
+PROGRESS_CHANGED = "USER_LIMIT_PROGRESS_CHANGED"
+RESET = "USER_LIMIT_RESET"
+
+
+class _Payload(msgspec.Struct, frozen=True, gc=False, rename="camel"):
+    brand_id: str
+    currency_code: str
+    user_id: str
+    user_limit_id: str
+
+
+class LimitCreated(_Payload, frozen=True, gc=False, rename="camel"):
+    active_from: Int64
+    period: LimitPeriod
+    status: LimitStatus
+    type: LimitType
+    value: Decimal
+    next_reset_time: Int64 | None = None
+    active_until: Int64 | None = None
+
+
+class ProgressChanged(_Payload, frozen=True, gc=False, rename="camel"):
+    amount: Decimal
+    previous_progress: Decimal
+    remaining_amount: Decimal
+    next_reset_time: Int64 | None = None
+
+
+class LimitReset(_Payload, frozen=True, gc=False, rename="camel"):
+    next_reset_time: Int64
+    period: LimitPeriod
+    reset_amount: Decimal
+    reset_percentage: Decimal
+    type: LimitType
+    unused_amount: Decimal
+
+
+Payload = LimitCreated | ProgressChanged | LimitReset
+
+PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    CREATED: LimitCreated,
+    PROGRESS_CHANGED: ProgressChanged,
+    RESET: LimitReset,
+}
+
+# The Decimal fields of each payload type: each must be finite (NaN and Infinity parse as Decimal).
+DECIMAL_FIELDS: dict[type[Payload], tuple[str, ...]] = {
+    LimitCreated: ("value",),
+    ProgressChanged: ("amount", "previous_progress", "remaining_amount"),
+    LimitReset: ("reset_amount", "reset_percentage", "unused_amount"),
+}
+
+
+class UserLimitEvent(msgspec.Struct, frozen=True, gc=False):
+    """One handled event: the envelope's position and time, and its typed payload."""
+
+    sequence_number: int
+    created_at: int
+    payload: Payload
+
+    @property
+    def user_limit_id(self) -> str:
+        return self.payload.user_limit_id

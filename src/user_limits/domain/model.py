@@ -1,0 +1,73 @@
+"""The UserLimit read model."""
+
+from decimal import Decimal
+
+import msgspec
+
+from user_limits.domain.events import LimitPeriod, LimitStatus, LimitType
+
+# The fields a UserLimit exports, in order; the rest is bookkeeping kept out of exports.
+EXPORT_FIELDS: tuple[str, ...] = (
+    "userLimitId",
+    "userId",
+    "brandId",
+    "type",
+    "period",
+    "status",
+    "value",
+    "progress",
+    "currencyCode",
+    "activeFrom",
+    "activeUntil",
+    "nextResetTime",
+    "createdAt",
+)
+
+
+class UserLimit(msgspec.Struct, frozen=True, gc=False, rename="camel"):
+    user_limit_id: str
+    user_id: str
+    brand_id: str
+    type: LimitType
+    period: LimitPeriod
+    status: LimitStatus
+    value: Decimal
+    progress: Decimal
+    currency_code: str
+    active_from: int
+    active_until: int | None
+    next_reset_time: int | None
+    created_at: int
+    # Bookkeeping: the envelope sequenceNumber and createdAt of the last event applied.
+    last_sequence_number: int
+    updated_at: int
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.value - self.progress
+
+    @property
+    def used_percent(self) -> Decimal:
+        """Share of the value used, in percent with two decimals; 0 for a zero value."""
+        if not self.value:
+            return Decimal("0.00")
+        return (self.progress * 100 / self.value).quantize(Decimal("0.01"))
+
+
+def export_dict(limit: UserLimit) -> dict[str, object]:
+    """The exported form: exactly EXPORT_FIELDS, decimals as strings, absent values as null."""
+    return {
+        "userLimitId": limit.user_limit_id,
+        "userId": limit.user_id,
+        "brandId": limit.brand_id,
+        "type": limit.type,
+        "period": limit.period,
+        "status": limit.status,
+        "value": str(limit.value),
+        "progress": str(limit.progress),
+        "currencyCode": limit.currency_code,
+        "activeFrom": limit.active_from,
+        "activeUntil": limit.active_until,
+        "nextResetTime": limit.next_reset_time,
+        "createdAt": limit.created_at,
+    }

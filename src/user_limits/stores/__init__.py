@@ -1,0 +1,1 @@
+"""Stores of the read model. Each one implements :class:`~user_limits.stores.base.LimitStore`."""

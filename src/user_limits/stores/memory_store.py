@@ -1,0 +1,103 @@
+"""An in-memory store: the reference for the contract tests and the fastest path for benchmarks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+from user_limits.domain.model import UserLimit
+from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
+
+
+class MemoryStore:
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._limits: dict[str, UserLimit] = {}
+        self._by_user: dict[str, set[str]] = {}
+        self._parked: dict[str, dict[int, ParkedEvent]] = {}
+        self._dead: dict[str, DeadLetter] = {}
+        self._counts = Counts()
+        self._checkpoints: dict[tuple[str, str], Checkpoint] = {}
+        self._as_of: int | None = None
+
+    def apply_batch(
+        self, keys: set[str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
+    ) -> Outcome[UserLimit]:
+        with self._lock:
+            limits, parked = self._limits, self._parked
+            snapshot: Snapshot[UserLimit] = Snapshot(
+                {key: limits[key] for key in keys if key in limits},
+                {key: list(parked[key].values()) for key in keys if parked.get(key)},
+            )
+            outcome = project(snapshot)
+            self._commit(outcome)
+            return outcome
+
+    def _commit(self, outcome: Outcome[UserLimit]) -> None:
+        if outcome.checkpoint is not None:
+            cp = outcome.checkpoint
+            stored = self._checkpoints.get((cp.stream, cp.shard_id))
+            if stored is None or stored.order() < cp.order():
+                self._checkpoints[(cp.stream, cp.shard_id)] = cp
+        limits = self._limits
+        for key, limit in outcome.states.items():
+            stored_limit = limits.get(key)
+            if stored_limit is None or stored_limit.last_sequence_number < limit.last_sequence_number:
+                limits[key] = limit
+                if stored_limit is not None and stored_limit.user_id != limit.user_id:
+                    self._by_user[stored_limit.user_id].discard(key)
+                self._by_user.setdefault(limit.user_id, set()).add(key)
+                if self._as_of is None or limit.updated_at > self._as_of:
+                    self._as_of = limit.updated_at
+        for _, event in outcome.parked_added:
+            self._parked.setdefault(event.key, {})[event.position] = event
+        for _, event in outcome.parked_removed:
+            waiting = self._parked.get(event.key)
+            if waiting is not None:
+                waiting.pop(event.position, None)
+                if not waiting:
+                    del self._parked[event.key]
+        for _, letter in outcome.dead_letters:
+            self._dead.setdefault(letter.id, letter)
+        counts = outcome.counts
+        self._counts.applied += counts.applied
+        self._counts.skipped += counts.skipped
+        self._counts.ignored += counts.ignored
+
+    def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
+        return self._checkpoints.get((stream, shard_id))
+
+    def user_limits(self, user_id: str) -> list[UserLimit]:
+        return [self._limits[key] for key in sorted(self._by_user.get(user_id, ()))]
+
+    def user_limit(self, user_id: str, user_limit_id: str) -> UserLimit | None:
+        limit = self._limits.get(user_limit_id)
+        return limit if limit is not None and limit.user_id == user_id else None
+
+    def all_limits(self) -> Iterator[UserLimit]:
+        return iter([self._limits[key] for key in sorted(self._limits)])
+
+    def parked_events(self) -> list[ParkedEvent]:
+        return sorted(
+            (event for waiting in self._parked.values() for event in waiting.values()),
+            key=lambda event: (event.key, event.position),
+        )
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return list(self._dead.values())
+
+    def stats(self) -> Counts:
+        counts = Counts(self._counts.applied, self._counts.skipped, self._counts.ignored)
+        counts.parked = sum(len(waiting) for waiting in self._parked.values())
+        counts.dead_lettered = len(self._dead)
+        return counts
+
+    def as_of(self) -> int | None:
+        return self._as_of
+
+    def ping(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

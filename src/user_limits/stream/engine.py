@@ -1,0 +1,161 @@
+"""Turns a batch of stream records into one outcome: the ordering, duplicate and parking rules.
+
+The engine is generic: an :class:`EventFamily` says how to decode bytes, which entity an event
+belongs to, its position, whether it creates the entity, and how it changes it.
+
+- A record that does not decode is dead-lettered; a valid record of a type the family does not
+  handle is ignored.
+- Per entity the state keeps the position of the last applied event; an event at or below it is a
+  duplicate or a late copy and is skipped.
+- An event for an entity that does not exist yet is parked (once per position); when the entity is
+  created, its parked events above the creation are applied in position order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Generic, Protocol, TypeVar
+
+from user_limits.stream.records import DeadLetter, Outcome, ParkedEvent, Snapshot, StreamRecord
+
+E = TypeVar("E")
+S = TypeVar("S")
+
+
+class InvalidRecord(Exception):
+    """The record can never be applied; the message is the dead letter's reason."""
+
+
+class EventFamily(Protocol[E, S]):
+    def decode(self, data: bytes) -> E | None:
+        """The event, or None for a valid record of a type not handled; raises InvalidRecord."""
+        ...
+
+    def key(self, event: E) -> str: ...
+
+    def position(self, event: E) -> int: ...
+
+    def state_position(self, state: S) -> int: ...
+
+    def creates(self, event: E) -> bool: ...
+
+    def apply(self, state: S | None, event: E) -> S: ...
+
+
+class Decoded(Generic[E]):
+    """A batch after decoding: its events (with their record index) and its dead letters."""
+
+    __slots__ = ("dead_letters", "events", "ignored", "size")
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, E, bytes]] = []
+        self.dead_letters: list[tuple[int, DeadLetter]] = []
+        self.ignored = 0
+        self.size = 0
+
+    def keys(self, family: EventFamily[E, S]) -> set[str]:
+        key = family.key
+        return {key(event) for _, event, _ in self.events}
+
+
+def decode_batch(family: EventFamily[E, S], records: Sequence[StreamRecord]) -> Decoded[E]:
+    decoded: Decoded[E] = Decoded()
+    decoded.size = len(records)
+    decode = family.decode
+    events = decoded.events
+    for index, record in enumerate(records):
+        data = record.data
+        try:
+            event = decode(data)
+        except InvalidRecord as error:
+            decoded.dead_letters.append((index, DeadLetter.of(record, str(error))))
+            continue
+        if event is None:
+            decoded.ignored += 1
+        else:
+            events.append((index, event, data))
+    return decoded
+
+
+def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S]) -> Outcome[S]:
+    """Apply a decoded batch to the snapshot of the entities it touches. Pure: no I/O."""
+    outcome: Outcome[S] = Outcome(size=decoded.size, dead_letters=decoded.dead_letters)
+    counts = outcome.counts
+    counts.ignored = decoded.ignored
+    counts.dead_lettered = len(decoded.dead_letters)
+    key_of, position_of, state_position = family.key, family.position, family.state_position
+    apply, creates = family.apply, family.creates
+
+    states = dict(snapshot.states)
+    touched = outcome.touched
+    # Parked events per key, by position; those added by this batch are not in the store yet.
+    parked: dict[str, dict[int, ParkedEvent]] = {
+        key: {event.position: event for event in events} for key, events in snapshot.parked.items() if events
+    }
+    added: set[tuple[str, int]] = set()
+
+    def drain(key: str, index: int) -> None:
+        waiting = parked.pop(key, None)
+        if not waiting:
+            return
+        state = states[key]
+        for position in sorted(waiting):
+            event = waiting[position]
+            if (key, position) in added:
+                added.discard((key, position))
+            else:
+                outcome.parked_removed.append((index, event))
+            if position > state_position(state):
+                # Parked bytes decoded once already; decoding again cannot fail.
+                parked_event = family.decode(event.data)
+                assert parked_event is not None
+                state = apply(state, parked_event)
+                counts.applied += 1
+            else:
+                counts.skipped += 1
+        states[key] = state
+
+    for index, event, data in decoded.events:
+        key = key_of(event)
+        if key not in touched:
+            stored = snapshot.states.get(key)
+            touched[key] = (None if stored is None else state_position(stored), index)
+            if stored is not None and key in parked:
+                # Left over from a concurrent writer or a partial commit: settle it first.
+                drain(key, index)
+        position = position_of(event)
+        state = states.get(key)
+        if state is not None:
+            if position <= state_position(state):
+                counts.skipped += 1
+                continue
+            states[key] = apply(state, event)
+            counts.applied += 1
+        elif creates(event):
+            states[key] = apply(None, event)
+            counts.applied += 1
+            drain(key, index)
+        else:
+            waiting = parked.setdefault(key, {})
+            if position in waiting:
+                counts.skipped += 1
+                continue
+            parked_event = ParkedEvent(key, position, data)
+            waiting[position] = parked_event
+            added.add((key, position))
+            outcome.parked_added.append((index, parked_event))
+            counts.parked += 1
+
+    outcome.states = {
+        key: state for key, state in states.items() if key in touched and state is not snapshot.states.get(key)
+    }
+    # Events parked and then applied within this batch never reach the store.
+    outcome.parked_added = [(i, e) for i, e in outcome.parked_added if (e.key, e.position) in added]
+    return outcome
+
+
+def parked_keys(snapshot_parked: Iterable[ParkedEvent]) -> dict[str, list[ParkedEvent]]:
+    grouped: dict[str, list[ParkedEvent]] = {}
+    for event in snapshot_parked:
+        grouped.setdefault(event.key, []).append(event)
+    return grouped

@@ -1,0 +1,132 @@
+"""Stream records with their Kinesis coordinates, and the values a batch produces."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Generic, NamedTuple, TypeVar
+
+S = TypeVar("S")
+
+
+class StreamRecord(NamedTuple):
+    """One user record: its bytes and, when it came from Kinesis, where it sits in the stream.
+
+    ``sequence_number`` is the Kinesis sequence number: a decimal string of up to 128 bits, kept
+    as text and compared as a Python int, never as a float or a 64-bit integer.
+    """
+
+    data: bytes
+    sequence_number: str | None = None
+    sub_sequence_number: int | None = None
+    partition_key: str | None = None
+    arrival_ms: int | None = None
+    stream_arn: str | None = None
+    shard_id: str | None = None
+
+
+class DeadLetter(NamedTuple):
+    """A record that can never be applied, kept with its raw bytes and coordinates."""
+
+    reason: str
+    data: bytes
+    sequence_number: str | None = None
+    sub_sequence_number: int | None = None
+    partition_key: str | None = None
+    arrival_ms: int | None = None
+    stream_arn: str | None = None
+    shard_id: str | None = None
+
+    @classmethod
+    def of(cls, record: StreamRecord, reason: str) -> DeadLetter:
+        return cls(reason, *record)
+
+    @property
+    def id(self) -> str:
+        """Stable identity, so that a re-delivered poison record is kept once."""
+        if self.sequence_number is not None:
+            return f"{self.stream_arn or ''}|{self.shard_id or ''}|{self.sequence_number}|{self.sub_sequence_number or 0}"
+        return "sha256:" + hashlib.sha256(self.data).hexdigest()
+
+
+class ParkedEvent(NamedTuple):
+    """An event waiting for the entity it needs; kept whole (its raw bytes)."""
+
+    key: str
+    position: int
+    data: bytes
+
+
+class Checkpoint(NamedTuple):
+    """The last Kinesis record of a shard whose effect is committed."""
+
+    stream: str
+    shard_id: str
+    sequence_number: str
+    sub_sequence_number: int = 0
+
+    def order(self) -> tuple[int, int]:
+        return int(self.sequence_number), self.sub_sequence_number
+
+
+@dataclass(slots=True)
+class Counts:
+    applied: int = 0
+    skipped: int = 0
+    ignored: int = 0
+    parked: int = 0
+    dead_lettered: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.applied += other.applied
+        self.skipped += other.skipped
+        self.ignored += other.ignored
+        self.parked += other.parked
+        self.dead_lettered += other.dead_lettered
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "applied": self.applied,
+            "skipped": self.skipped,
+            "ignored": self.ignored,
+            "parked": self.parked,
+            "deadLettered": self.dead_lettered,
+        }
+
+
+@dataclass(slots=True)
+class Snapshot(Generic[S]):
+    """What a store holds for the keys a batch touches."""
+
+    states: dict[str, S] = field(default_factory=dict)
+    parked: dict[str, list[ParkedEvent]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Outcome(Generic[S]):
+    """Everything a batch changes, to be committed together.
+
+    Each unit carries the index of the earliest batch record it depends on, so that a store that
+    cannot commit everything at once can say which record is the first one not committed.
+    """
+
+    states: dict[str, S] = field(default_factory=dict)
+    # key -> (expected stored position or None, index of the first record touching the key)
+    touched: dict[str, tuple[int | None, int]] = field(default_factory=dict)
+    parked_added: list[tuple[int, ParkedEvent]] = field(default_factory=list)
+    parked_removed: list[tuple[int, ParkedEvent]] = field(default_factory=list)
+    dead_letters: list[tuple[int, DeadLetter]] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)
+    checkpoint: Checkpoint | None = None
+    # The batch's records after the last one that changed anything: committing nothing for them
+    # still moves the checkpoint, so their index is the batch length.
+    size: int = 0
+
+
+class CommitError(Exception):
+    """A store could not commit an outcome; records from ``first_uncommitted`` on had no effect."""
+
+    def __init__(self, first_uncommitted: int, cause: BaseException | None = None) -> None:
+        super().__init__(f"commit failed from record {first_uncommitted}: {cause!r}")
+        self.first_uncommitted = first_uncommitted
+        self.cause = cause

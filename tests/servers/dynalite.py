@@ -1,0 +1,1 @@
+"""Fixtures for a real dynalite server: filled in by its store's work."""

@@ -1,0 +1,1 @@
+"""Fixtures for a real kinesis_local server: filled in by its store's work."""

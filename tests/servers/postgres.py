@@ -1,0 +1,1 @@
+"""Fixtures for a real postgres server: filled in by its store's work."""
