@@ -38,3 +38,19 @@ def open_store(url: str) -> LimitStore:
         f"unknown store URL scheme {scheme!r} in {url!r}: use memory://, sqlite:///PATH, "
         "postgresql://USER:PASSWORD@HOST:PORT/DB or dynamodb://TABLE?region=REGION"
     )
+
+
+def initialize(url: str) -> str:
+    """Create what the store needs (schema, migrations, table); returns what was done, for the user."""
+    scheme = url.partition("://")[0]
+    if scheme in ("postgresql", "postgres"):
+        from user_limits.stores import postgres_store
+
+        return postgres_store.initialize(url)
+    if scheme == "dynamodb":
+        from user_limits.stores import dynamodb_store
+
+        return dynamodb_store.initialize(url)
+    store = open_store(url)  # memory and SQLite create their schema on first use
+    store.close()
+    return f"{url}: ready"

@@ -1,0 +1,1 @@
+"""serve: the read API and the web page."""

@@ -1,0 +1,1 @@
+"""consume and produce: the standalone Kinesis consumer and producer."""
