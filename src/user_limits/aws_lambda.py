@@ -21,8 +21,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from user_limits.bootstrap import open_store, store_url
 from user_limits.codec import UserLimitFamily
-from user_limits.domain.model import UserLimit
 from user_limits.domain.events import UserLimitEvent
+from user_limits.domain.model import UserLimit
 from user_limits.stream.batch import BatchProcessor, BatchResult
 from user_limits.stream.kinesis_event import records_from_lambda_event
 from user_limits.stream.records import StreamRecord
@@ -64,9 +64,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, list[dict[s
     return {"batchItemFailures": failures}
 
 
-def _report(
-    records: list[StreamRecord], result: BatchResult, failures: list[dict[str, str]], seconds: float
-) -> None:
+def _report(records: list[StreamRecord], result: BatchResult, failures: list[dict[str, str]], seconds: float) -> None:
     counts = result.counts.as_json()
     arrivals = [record.arrival_ms for record in records if record.arrival_ms is not None]
     now_ms = time.time() * 1000

@@ -70,6 +70,9 @@ class UserLimitFamily:
     def key(self, event: UserLimitEvent) -> str:
         return event.payload.user_limit_id
 
+    def partition(self, event: UserLimitEvent) -> str:
+        return event.payload.user_id
+
     def position(self, event: UserLimitEvent) -> int:
         return event.sequence_number
 

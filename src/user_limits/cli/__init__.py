@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import sys
 
+# Each module registers its commands on ``app``.
+from user_limits.cli import build_lambda as _build_lambda  # noqa: F401
+from user_limits.cli import projection_commands as _projection_commands  # noqa: F401
+from user_limits.cli import serve_command as _serve_command  # noqa: F401
+from user_limits.cli import store_commands as _store_commands  # noqa: F401
+from user_limits.cli import stream_commands as _stream_commands  # noqa: F401
 from user_limits.cli.app import app
 from user_limits.errors import UserError
-
-# Each module registers its commands on ``app``.
-from user_limits.cli import build_lambda as _build_lambda  # noqa: E402, F401
-from user_limits.cli import projection_commands as _projection_commands  # noqa: E402, F401
-from user_limits.cli import serve_command as _serve_command  # noqa: E402, F401
-from user_limits.cli import store_commands as _store_commands  # noqa: E402, F401
-from user_limits.cli import stream_commands as _stream_commands  # noqa: E402, F401
 
 __all__ = ["app", "main"]
 

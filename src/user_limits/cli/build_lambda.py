@@ -39,7 +39,16 @@ def build(arch: Literal["x86_64", "arm64"], output: Path) -> Path:
         raise UserError("build-lambda runs from a source checkout (pyproject.toml not found)")
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "package"
-        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(target)]
+        pip = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+        ]
         # Linux wheels for Lambda's Python, never the build machine's own.
         _run(
             [
@@ -80,5 +89,7 @@ def build_lambda(
     """Build dist/lambda.zip for the Lambda Python 3.12 runtime (handler user_limits.aws_lambda.handler)."""
     path = build(arch, output)  # type: ignore[arg-type]
     size = path.stat().st_size / 1e6
-    print(f"{path}: {size:.1f} MB for python3.12 on {arch}; handlers user_limits.aws_lambda.handler "
-          "and user_limits.aws_lambda.api_handler")
+    print(
+        f"{path}: {size:.1f} MB for python3.12 on {arch}; handlers user_limits.aws_lambda.handler "
+        "and user_limits.aws_lambda.api_handler"
+    )

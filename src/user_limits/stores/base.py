@@ -8,7 +8,7 @@ Filtering, sorting and pagination of one user's limits happen above the store, o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
 from user_limits.domain.model import UserLimit
@@ -25,7 +25,7 @@ class LimitStore(Protocol):
 
     # -- write side
     def apply_batch(
-        self, keys: set[str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
+        self, keys: Mapping[str, str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
     ) -> Outcome[UserLimit]: ...
 
     def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None: ...

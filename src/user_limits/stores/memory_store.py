@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from user_limits.domain.model import UserLimit
 from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
@@ -22,7 +22,7 @@ class MemoryStore:
         self._as_of: int | None = None
 
     def apply_batch(
-        self, keys: set[str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
+        self, keys: Mapping[str, str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
     ) -> Outcome[UserLimit]:
         with self._lock:
             limits, parked = self._limits, self._parked

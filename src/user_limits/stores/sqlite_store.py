@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,7 @@ class SQLiteStore:
     # -- write side
 
     def apply_batch(
-        self, keys: set[str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
+        self, keys: Mapping[str, str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
     ) -> Outcome[UserLimit]:
         db = self._connection()
         db.execute("BEGIN IMMEDIATE")
@@ -173,7 +173,7 @@ class SQLiteStore:
             raise
         return outcome
 
-    def _snapshot(self, db: sqlite3.Connection, keys: set[str]) -> Snapshot[UserLimit]:
+    def _snapshot(self, db: sqlite3.Connection, keys: Mapping[str, str]) -> Snapshot[UserLimit]:
         snapshot: Snapshot[UserLimit] = Snapshot()
         if not keys:
             return snapshot
@@ -201,13 +201,19 @@ class SQLiteStore:
             if row is None or (int(row[0]), row[1]) < checkpoint.order():
                 db.execute(
                     "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
-                    (checkpoint.stream, checkpoint.shard_id, checkpoint.sequence_number, checkpoint.sub_sequence_number),
+                    (
+                        checkpoint.stream,
+                        checkpoint.shard_id,
+                        checkpoint.sequence_number,
+                        checkpoint.sub_sequence_number,
+                    ),
                 )
         if outcome.states:
             db.executemany(_UPSERT, [limit_row(limit) for limit in outcome.states.values()])
             newest = max(limit.updated_at for limit in outcome.states.values())
             db.execute(
-                "INSERT INTO meta VALUES ('as_of', ?) ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+                "INSERT INTO meta VALUES ('as_of', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
                 (newest,),
             )
         if outcome.parked_added:
@@ -232,10 +238,14 @@ class SQLiteStore:
         )
 
     def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
-        row = self._connection().execute(
-            "SELECT sequence_number, sub_sequence_number FROM checkpoints WHERE stream = ? AND shard_id = ?",
-            (stream, shard_id),
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute(
+                "SELECT sequence_number, sub_sequence_number FROM checkpoints WHERE stream = ? AND shard_id = ?",
+                (stream, shard_id),
+            )
+            .fetchone()
+        )
         return None if row is None else Checkpoint(stream, shard_id, row[0], row[1])
 
     # -- read side
@@ -247,10 +257,14 @@ class SQLiteStore:
         return [row_limit(row) for row in rows]
 
     def user_limit(self, user_id: str, user_limit_id: str) -> UserLimit | None:
-        row = self._connection().execute(
-            f"SELECT {_LIMIT_COLUMNS} FROM user_limits WHERE user_limit_id = ? AND user_id = ?",
-            (user_limit_id, user_id),
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute(
+                f"SELECT {_LIMIT_COLUMNS} FROM user_limits WHERE user_limit_id = ? AND user_id = ?",
+                (user_limit_id, user_id),
+            )
+            .fetchone()
+        )
         return None if row is None else row_limit(row)
 
     def all_limits(self) -> Iterator[UserLimit]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -13,8 +13,8 @@ S = TypeVar("S")
 
 
 class ProjectionStore(Protocol[S]):
-    def apply_batch(self, keys: set[str], project: Callable[[Snapshot[S]], Outcome[S]]) -> Outcome[S]:
-        """Load the snapshot of ``keys``, let ``project`` compute the outcome, and commit it.
+    def apply_batch(self, keys: Mapping[str, str], project: Callable[[Snapshot[S]], Outcome[S]]) -> Outcome[S]:
+        """Load the snapshot of ``keys`` (entity key -> partition), let ``project`` compute the outcome, and commit it.
 
         Atomic stores commit all or nothing and raise on failure; stores without a transaction over
         many items raise :class:`CommitError` naming the first record whose effect is not committed.

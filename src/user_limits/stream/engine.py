@@ -13,7 +13,7 @@ belongs to, its position, whether it creates the entity, and how it changes it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar
 
 from user_limits.stream.records import DeadLetter, Outcome, ParkedEvent, Snapshot, StreamRecord
@@ -32,6 +32,10 @@ class EventFamily(Protocol[E, S]):
         ...
 
     def key(self, event: E) -> str: ...
+
+    def partition(self, event: E) -> str:
+        """The aggregate the entity belongs to (stores may key items by it)."""
+        ...
 
     def position(self, event: E) -> int: ...
 
@@ -53,9 +57,10 @@ class Decoded(Generic[E]):
         self.ignored = 0
         self.size = 0
 
-    def keys(self, family: EventFamily[E, S]) -> set[str]:
-        key = family.key
-        return {key(event) for _, event, _ in self.events}
+    def keys(self, family: EventFamily[E, S]) -> dict[str, str]:
+        """Each entity the batch touches, with its partition."""
+        key, partition = family.key, family.partition
+        return {key(event): partition(event) for _, event, _ in self.events}
 
 
 def decode_batch(family: EventFamily[E, S], records: Sequence[StreamRecord]) -> Decoded[E]:
@@ -93,6 +98,7 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
         key: {event.position: event for event in events} for key, events in snapshot.parked.items() if events
     }
     added: set[tuple[str, int]] = set()
+    applied_by_key = outcome.applied_by_key
 
     def drain(key: str, index: int) -> None:
         waiting = parked.pop(key, None)
@@ -111,6 +117,7 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
                 assert parked_event is not None
                 state = apply(state, parked_event)
                 counts.applied += 1
+                applied_by_key[key] = applied_by_key.get(key, 0) + 1
             else:
                 counts.skipped += 1
         states[key] = state
@@ -131,9 +138,11 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
                 continue
             states[key] = apply(state, event)
             counts.applied += 1
+            applied_by_key[key] = applied_by_key.get(key, 0) + 1
         elif creates(event):
             states[key] = apply(None, event)
             counts.applied += 1
+            applied_by_key[key] = applied_by_key.get(key, 0) + 1
             drain(key, index)
         else:
             waiting = parked.setdefault(key, {})
@@ -152,10 +161,3 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
     # Events parked and then applied within this batch never reach the store.
     outcome.parked_added = [(i, e) for i, e in outcome.parked_added if (e.key, e.position) in added]
     return outcome
-
-
-def parked_keys(snapshot_parked: Iterable[ParkedEvent]) -> dict[str, list[ParkedEvent]]:
-    grouped: dict[str, list[ParkedEvent]] = {}
-    for event in snapshot_parked:
-        grouped.setdefault(event.key, []).append(event)
-    return grouped

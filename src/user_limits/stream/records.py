@@ -45,7 +45,9 @@ class DeadLetter(NamedTuple):
     def id(self) -> str:
         """Stable identity, so that a re-delivered poison record is kept once."""
         if self.sequence_number is not None:
-            return f"{self.stream_arn or ''}|{self.shard_id or ''}|{self.sequence_number}|{self.sub_sequence_number or 0}"
+            return (
+                f"{self.stream_arn or ''}|{self.shard_id or ''}|{self.sequence_number}|{self.sub_sequence_number or 0}"
+            )
         return "sha256:" + hashlib.sha256(self.data).hexdigest()
 
 
@@ -117,6 +119,9 @@ class Outcome(Generic[S]):
     parked_removed: list[tuple[int, ParkedEvent]] = field(default_factory=list)
     dead_letters: list[tuple[int, DeadLetter]] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
+    # Events applied per key, so a store without one transaction per batch can count exactly
+    # what each conditional write commits.
+    applied_by_key: dict[str, int] = field(default_factory=dict)
     checkpoint: Checkpoint | None = None
     # The batch's records after the last one that changed anything: committing nothing for them
     # still moves the checkpoint, so their index is the batch length.
