@@ -1,0 +1,378 @@
+"""The contract every LimitStore keeps, run against each backend through the real batch path.
+
+The ``store`` / ``store_url`` fixtures (tests/conftest.py) give a fresh, empty store of each kind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from decimal import Decimal
+
+import pytest
+
+from tests.streams import (
+    KINESIS_BASE,
+    SHARD,
+    STREAM_ARN,
+    created,
+    encode,
+    export,
+    noise,
+    process,
+    progress,
+    record,
+    records,
+    reset,
+)
+from user_limits.bootstrap import open_store
+from user_limits.codec import UserLimitFamily
+from user_limits.domain.model import UserLimit
+from user_limits.stores.base import LimitStore
+from user_limits.stream.batch import BatchProcessor
+from user_limits.stream.engine import decode_batch, project
+from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, Snapshot
+
+
+def stats(store: LimitStore) -> dict[str, int]:
+    return store.stats().as_json()
+
+
+def only(store: LimitStore) -> UserLimit:
+    limits = list(store.all_limits())
+    assert len(limits) == 1, limits
+    return limits[0]
+
+
+# -- applying
+
+
+def test_empty_store(store: LimitStore) -> None:
+    assert list(store.all_limits()) == []
+    assert store.parked_events() == []
+    assert store.dead_letters() == []
+    assert stats(store) == Counts().as_json()
+    assert store.as_of() is None
+    assert store.checkpoint(STREAM_ARN, SHARD) is None
+    assert store.user_limits("u1") == []
+    assert store.user_limit("u1", "L1") is None
+    store.ping()
+
+
+def test_create_progress_reset_are_applied(store: LimitStore) -> None:
+    stream = [
+        created("L1", 3, value="10000"),
+        progress("L1", 6, "200", "0", next_reset=BASE_RESET + 1),
+        progress("L1", 8, "50.5", "200"),
+        reset("L1", 235, next_reset=BASE_RESET + 99),
+    ]
+    process(store, records(stream[:3]))
+    limit = only(store)
+    assert limit.progress == Decimal("250.5")
+    assert str(limit.progress) == "250.5"
+    assert limit.next_reset_time == BASE_RESET + 1
+    assert limit.last_sequence_number == 8
+    process(store, records(stream[3:], 3))
+    limit = only(store)
+    assert str(limit.progress) == "0"
+    assert limit.next_reset_time == BASE_RESET + 99
+    assert limit.last_sequence_number == 235
+    assert limit.created_at == stream[0]["createdAt"]
+    assert limit.updated_at == stream[3]["createdAt"]
+    assert stats(store) == {"applied": 4, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 0}
+
+
+BASE_RESET = 1_800_000_000_000
+
+
+def test_every_created_field_is_stored(store: LimitStore) -> None:
+    event = created(
+        "L1", 5, user_id="u9", value="9800.00", type_="LOSS", period="CALENDAR_MONTH", status="FUTURE", activeUntil=77
+    )
+    process(store, records([event]))
+    assert export(store) == [
+        {
+            "userLimitId": "L1",
+            "userId": "u9",
+            "brandId": "brand-1",
+            "type": "LOSS",
+            "period": "CALENDAR_MONTH",
+            "status": "FUTURE",
+            "value": "9800.00",
+            "progress": "0",
+            "currencyCode": "SEK",
+            "activeFrom": event["payload"]["activeFrom"],
+            "activeUntil": 77,
+            "nextResetTime": event["payload"]["nextResetTime"],
+            "createdAt": event["createdAt"],
+        }
+    ]
+
+
+def test_absent_optional_fields_come_back_as_none(store: LimitStore) -> None:
+    process(store, records([created("L1", 1, next_reset=None)]))
+    limit = only(store)
+    assert limit.next_reset_time is None
+    assert limit.active_until is None
+
+
+@pytest.mark.parametrize(
+    ("value", "amount", "previous", "expected"),
+    [
+        ("9800.00", "0.10", "12.30", "12.40"),
+        ("0.0001", "0.0001", "0", "0.0001"),
+        ("12345678901234567890.12", "98765432109876543210.99", "1.01", "98765432109876543212.00"),
+        ("100", "-5.5", "10", "4.5"),
+    ],
+)
+def test_decimal_strings_round_trip_exactly(
+    store: LimitStore, value: str, amount: str, previous: str, expected: str
+) -> None:
+    process(store, records([created("L1", 1, value=value), progress("L1", 2, amount, previous)]))
+    limit = only(store)
+    assert str(limit.value) == value
+    assert str(limit.progress) == expected
+    assert export(store)[0]["value"] == value
+
+
+# -- skipping
+
+
+def test_redelivered_and_late_events_are_skipped(store: LimitStore) -> None:
+    stream = [created("L1", 1), progress("L1", 5, "30", "0"), progress("L1", 7, "10", "30")]
+    process(store, records(stream))
+    before = export(store)
+    process(store, records(stream))  # a Lambda retry of the whole batch
+    process(store, records([progress("L1", 6, "999", "0"), progress("L1", 7, "999", "0")], 10))  # late copies
+    assert export(store) == before
+    assert before[0]["progress"] == "40"
+    assert stats(store) == {"applied": 3, "skipped": 5, "ignored": 0, "parked": 0, "deadLettered": 0}
+
+
+def test_other_types_are_counted_and_not_stored(store: LimitStore) -> None:
+    process(store, records([noise(1), noise(2)]))
+    assert list(store.all_limits()) == []
+    assert stats(store)["ignored"] == 2
+
+
+# -- parking
+
+
+def test_orphans_are_parked_whole_and_drained_on_creation(store: LimitStore) -> None:
+    orphan_a = encode(progress("L1", 5, "20", "0"))
+    orphan_b = encode(reset("L1", 4, next_reset=BASE_RESET))
+    process(store, [record(orphan_a, 0)])
+    process(store, [record(orphan_b, 1), record(orphan_a, 2)])  # the same event parked twice is kept once
+    parked = store.parked_events()
+    assert [(event.key, event.position, event.data) for event in parked] == [("L1", 4, orphan_b), ("L1", 5, orphan_a)]
+    assert stats(store)["parked"] == 2
+    assert list(store.all_limits()) == []
+
+    process(store, [record(created("L1", 2), 3)])
+    limit = only(store)
+    # Applied in sequence order: the reset (4), then the progress (5).
+    assert str(limit.progress) == "20"
+    assert limit.next_reset_time == BASE_RESET
+    assert limit.last_sequence_number == 5
+    assert store.parked_events() == []
+    assert stats(store) == {"applied": 3, "skipped": 1, "ignored": 0, "parked": 0, "deadLettered": 0}
+
+
+def test_parked_events_older_than_the_creation_are_dropped_on_drain(store: LimitStore) -> None:
+    process(store, records([progress("L1", 2, "20", "0")]))
+    process(store, records([created("L1", 3)], 1))
+    assert str(only(store).progress) == "0"
+    assert store.parked_events() == []
+    assert stats(store) == {"applied": 1, "skipped": 1, "ignored": 0, "parked": 0, "deadLettered": 0}
+
+
+def test_parked_and_created_in_one_batch(store: LimitStore) -> None:
+    process(store, records([progress("L1", 3, "7", "1"), progress("L2", 9, "1", "0"), created("L1", 1)]))
+    assert str(store.user_limit("u1", "L1").progress) == "8"  # type: ignore[union-attr]
+    assert [(event.key, event.position) for event in store.parked_events()] == [("L2", 9)]
+    assert stats(store)["applied"] == 2
+    assert stats(store)["parked"] == 1
+
+
+# -- dead letters
+
+
+def test_dead_letters_keep_bytes_reason_and_coordinates_once(store: LimitStore) -> None:
+    poison = b"\xff\xfenot json"
+    bad_payload = encode(progress("L1", 2, "Infinity", "0"))
+    batch = [record(poison, 0, sub=3), record(bad_payload, 1)]
+    process(store, batch)
+    process(store, batch)  # re-delivered with the same coordinates: kept once
+    letters = sorted(store.dead_letters(), key=lambda letter: letter.data)
+    assert [letter.data for letter in letters] == sorted([poison, bad_payload])
+    by_data = {letter.data: letter for letter in letters}
+    first = by_data[poison]
+    assert first.sequence_number == str(KINESIS_BASE)
+    assert first.sub_sequence_number == 3
+    assert first.partition_key == batch[0].partition_key
+    assert first.arrival_ms == batch[0].arrival_ms
+    assert first.stream_arn == STREAM_ARN
+    assert first.shard_id == SHARD
+    assert "UTF-8" in first.reason
+    assert "amount" in by_data[bad_payload].reason
+    assert stats(store) == {"applied": 0, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 2}
+    # The same bytes at another position of the stream are another record.
+    process(store, [record(poison, 7)])
+    assert stats(store)["deadLettered"] == 3
+    assert list(store.all_limits()) == []
+
+
+def test_dead_letters_without_coordinates_are_kept_once_by_content(store: LimitStore) -> None:
+    process(store, [record(b"{}"), record(b"{}"), record(b"[1]")])
+    process(store, [record(b"{}")])
+    assert sorted(letter.data for letter in store.dead_letters()) == [b"[1]", b"{}"]
+    assert all(isinstance(letter, DeadLetter) and letter.sequence_number is None for letter in store.dead_letters())
+
+
+def test_poison_changes_no_limit(store: LimitStore) -> None:
+    process(store, records([created("L1", 1), progress("L1", 2, "5", "0")]))
+    before = export(store)
+    bad = progress("L1", 3, "5", "0")
+    bad["payload"]["amount"] = "NaN"
+    process(store, records([bad, b"\x00", created("L1", 9, type_="NOPE")], 5))
+    assert export(store) == before
+
+
+# -- checkpoints
+
+
+def test_checkpoints_only_move_forward(store: LimitStore) -> None:
+    def at(seq: int, sub: int = 0, shard: str = SHARD) -> Checkpoint:
+        return Checkpoint(STREAM_ARN, shard, str(KINESIS_BASE + seq), sub)
+
+    noise_batch = records([noise(1)], None)
+    process(store, noise_batch, at(10))  # a batch of ignored records still moves the checkpoint
+    assert store.checkpoint(STREAM_ARN, SHARD) == at(10)
+    process(store, noise_batch, at(5))
+    assert store.checkpoint(STREAM_ARN, SHARD) == at(10)
+    process(store, noise_batch, at(10, 2))
+    assert store.checkpoint(STREAM_ARN, SHARD) == at(10, 2)
+    process(store, noise_batch, at(10, 1))
+    assert store.checkpoint(STREAM_ARN, SHARD) == at(10, 2)
+    # Compared as numbers, not text: "9…" sorts after "4959…" as text but is smaller.
+    process(store, noise_batch, Checkpoint(STREAM_ARN, SHARD, "9" * 20, 0))
+    assert store.checkpoint(STREAM_ARN, SHARD) == at(10, 2)
+    process(store, noise_batch, at(11))
+    assert store.checkpoint(STREAM_ARN, SHARD) == at(11)
+    # Shards and streams are independent.
+    other = "shardId-000000000001"
+    process(store, noise_batch, at(1, shard=other))
+    assert store.checkpoint(STREAM_ARN, other) == at(1, shard=other)
+    assert store.checkpoint(STREAM_ARN, SHARD) == at(11)
+    assert store.checkpoint("arn:other", SHARD) is None
+
+
+# -- reading
+
+
+def test_all_limits_sorted_and_per_user_reads(store: LimitStore) -> None:
+    # Mixed case and digits, as real ids: sorted by code point, not by a locale's collation.
+    ids = ["jIcDgFDxkhM2qRWFrwVn", "LKMgxoE0yFgH6F6iShEu", "0w2KzcVUkZcb6n2z4DcE", "a", "B", "_x", "Z9"]
+    owners = {limit_id: ("u1" if n % 2 else "u2") for n, limit_id in enumerate(ids)}
+    process(store, records([created(limit_id, n + 1, owners[limit_id]) for n, limit_id in enumerate(ids)]))
+    assert [limit.user_limit_id for limit in store.all_limits()] == sorted(ids)
+    for user in ("u1", "u2"):
+        mine = store.user_limits(user)
+        assert sorted(limit.user_limit_id for limit in mine) == sorted(i for i in ids if owners[i] == user)
+        assert all(limit.user_id == user for limit in mine)
+    assert store.user_limits("nobody") == []
+    owner, stranger = owners["B"], ("u2" if owners["B"] == "u1" else "u1")
+    assert store.user_limit(owner, "B") == next(limit for limit in store.all_limits() if limit.user_limit_id == "B")
+    assert store.user_limit(stranger, "B") is None  # another user's limit
+    assert store.user_limit(owner, "missing") is None
+
+
+def test_as_of_is_the_newest_applied_event_time(store: LimitStore) -> None:
+    process(store, records([created("L1", 5), created("L2", 3, "u2")]))
+    assert store.as_of() == created("L1", 5)["createdAt"]
+    process(store, records([progress("L2", 4, "1", "0", "u2")], 2))
+    assert store.as_of() == created("L1", 5)["createdAt"]  # an older event time does not lower it
+    process(store, records([progress("L1", 9, "1", "0")], 3))
+    assert store.as_of() == progress("L1", 9, "1", "0")["createdAt"]
+
+
+# -- atomicity and conditional writes
+
+
+def test_a_failing_projection_commits_nothing(store: LimitStore) -> None:
+    process(store, records([created("L1", 1)]))
+    before = (export(store), stats(store))
+
+    def boom(snapshot: Snapshot[UserLimit]) -> Outcome[UserLimit]:
+        raise RuntimeError("projection failed")
+
+    with pytest.raises(RuntimeError):
+        store.apply_batch({"L1": "u1"}, boom)
+    assert (export(store), stats(store)) == before
+
+
+def test_an_older_outcome_cannot_move_a_limit_backwards(store: LimitStore) -> None:
+    family = UserLimitFamily()
+    process(store, records([created("L1", 1)]))
+    stale = store.user_limit("u1", "L1")
+    assert stale is not None
+    # A second writer computed its outcome from the state at sequence 1 ...
+    late = project(family, decode_batch(family, records([progress("L1", 5, "50", "0")], 10)), Snapshot({"L1": stale}))
+    # ... while the first one moved the limit on to sequence 7.
+    process(store, records([progress("L1", 7, "70", "0")], 20))
+    # A store may refuse the stale write outright; it must not apply it.
+    with contextlib.suppress(Exception):
+        store.apply_batch({"L1": "u1"}, lambda snapshot: late)
+    limit = store.user_limit("u1", "L1")
+    assert limit is not None
+    assert (limit.last_sequence_number, str(limit.progress)) == (7, "70")
+
+
+def test_two_processors_on_one_store_see_each_others_writes(store_url: str, store: LimitStore) -> None:
+    other = store if store_url.startswith("memory") else open_store(store_url)
+    first, second = BatchProcessor(UserLimitFamily(), store), BatchProcessor(UserLimitFamily(), other)
+    stream = records(
+        [
+            progress("L1", 4, "4", "0"),
+            created("L1", 1),
+            progress("L1", 3, "3", "0"),
+            progress("L1", 4, "4", "0"),
+            progress("L1", 6, "6", "4"),
+            progress("L1", 5, "999", "0"),
+        ]
+    )
+    for n, item in enumerate(stream):
+        result = (first if n % 2 else second).process([item])
+        assert result.error is None
+    for handle in (store, other):
+        assert export(handle)[0]["progress"] == "10"
+        assert stats(handle) == {"applied": 3, "skipped": 3, "ignored": 0, "parked": 0, "deadLettered": 0}
+    if other is not store:
+        other.close()
+
+
+def test_reopened_store_sees_the_same_data(store_url: str, store: LimitStore) -> None:
+    if store_url.startswith("memory"):
+        pytest.skip("a memory store lives and dies with its process")
+    stream = [created("L1", 1, value="9800.00"), progress("L1", 2, "0.10", "1.00"), progress("L2", 3, "1", "0")]
+    batch = [*records(stream), record(b"\xffbad", 3)]
+    process(store, batch, Checkpoint(STREAM_ARN, SHARD, str(KINESIS_BASE + 3), 0))
+
+    def view(handle: LimitStore) -> object:
+        return (
+            export(handle),
+            handle.parked_events(),
+            handle.dead_letters(),
+            stats(handle),
+            handle.as_of(),
+            handle.checkpoint(STREAM_ARN, SHARD),
+            handle.user_limits("u1"),
+        )
+
+    before = view(store)
+    store.close()
+    reopened = open_store(store_url)
+    try:
+        assert view(reopened) == before
+        assert export(reopened)[0]["progress"] == "1.10"
+    finally:
+        reopened.close()
