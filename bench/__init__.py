@@ -1,0 +1,1 @@
+"""Benchmarks behind ``make bench``: ``python -m bench.run [--quick]``. Speed is measured here, never in tests."""
