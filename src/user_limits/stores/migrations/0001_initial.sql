@@ -1,0 +1,67 @@
+-- The user-limits read model and the stream bookkeeping committed with it.
+
+CREATE TABLE user_limits (
+    user_limit_id text PRIMARY KEY,
+    user_id text NOT NULL,
+    brand_id text NOT NULL,
+    type text NOT NULL,
+    period text NOT NULL,
+    status text NOT NULL,
+    -- Unconstrained numeric keeps the scale it was given: '9800.00' reads back as 9800.00.
+    value numeric NOT NULL,
+    progress numeric NOT NULL,
+    currency_code text NOT NULL,
+    active_from bigint NOT NULL,
+    active_until bigint,
+    next_reset_time bigint,
+    created_at bigint NOT NULL,
+    -- The upstream envelope's sequenceNumber and createdAt of the last event applied.
+    last_sequence_number bigint NOT NULL,
+    updated_at bigint NOT NULL
+);
+
+-- One user's limits in id order, read from the index alone.
+CREATE INDEX user_limits_by_user ON user_limits (user_id, user_limit_id);
+
+-- Events waiting for the limit they need, kept whole.
+CREATE TABLE parked_events (
+    user_limit_id text NOT NULL,
+    position bigint NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (user_limit_id, position)
+);
+
+-- Records that can never be applied. "seq" keeps insertion order for listing; "id" makes a
+-- re-delivered poison record kept once. Kinesis sequence numbers are up to 128 bits: text.
+CREATE TABLE dead_letters (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id text NOT NULL UNIQUE,
+    reason text NOT NULL,
+    data bytea NOT NULL,
+    sequence_number text,
+    sub_sequence_number bigint,
+    partition_key text,
+    arrival_ms bigint,
+    stream_arn text,
+    shard_id text
+);
+
+-- One row: what the projection counted, and the newest event time applied (as_of).
+CREATE TABLE counters (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    applied bigint NOT NULL DEFAULT 0,
+    skipped bigint NOT NULL DEFAULT 0,
+    ignored bigint NOT NULL DEFAULT 0,
+    as_of bigint
+);
+INSERT INTO counters DEFAULT VALUES;
+
+-- The last committed Kinesis record per shard; numeric(40, 0) holds any 128-bit sequence number
+-- and compares as a number.
+CREATE TABLE checkpoints (
+    stream text NOT NULL,
+    shard_id text NOT NULL,
+    sequence_number numeric(40, 0) NOT NULL,
+    sub_sequence_number bigint NOT NULL,
+    PRIMARY KEY (stream, shard_id)
+);

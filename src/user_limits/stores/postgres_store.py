@@ -1,0 +1,404 @@
+"""The PostgreSQL store (psycopg 3), for several consumers and API servers sharing one read model.
+
+Schema: versioned SQL files in ``migrations/``, applied by :func:`initialize` (``user-limits init``)
+under an advisory lock and recorded in ``schema_migrations``; opening a store only checks them.
+
+A batch is one READ COMMITTED transaction: it first takes a transaction-scoped advisory lock on
+every key it touches (in one sorted order, so two batches cannot deadlock), which serialises
+concurrent writers of the same limits, including limits that do not exist yet; then reads those
+limits and their parked events, projects, and writes the outcome, pipelined. The upsert is
+conditional on the stored sequence number all the same, so no writer can move a limit backwards.
+Each lock is one entry of the server's shared lock table (``max_locks_per_transaction`` x
+``max_connections``, 6,400 by default): batches touching thousands of limits from many consumers
+at once need that raised.
+
+Connections: one per thread (the API serves from a thread pool), in autocommit mode; reads run as
+single statements, writes in explicit transactions.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import IsolationLevel
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from user_limits.domain.model import UserLimit
+from user_limits.stores.base import StoreError
+from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
+
+# Advisory lock held while migrating (two-int form: its own space, apart from the per-key locks).
+_MIGRATION_LOCK = (0x75736572, 1)  # "user", 1
+_CONNECT_TIMEOUT_S = 10
+_PAGE = 5000
+
+_LIMIT_COLUMNS = (
+    "user_limit_id, user_id, brand_id, type, period, status, value, progress, currency_code, "
+    "active_from, active_until, next_reset_time, created_at, last_sequence_number, updated_at"
+)
+_UPSERT = f"""
+INSERT INTO user_limits ({_LIMIT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (user_limit_id) DO UPDATE SET
+    user_id = EXCLUDED.user_id, brand_id = EXCLUDED.brand_id, type = EXCLUDED.type,
+    period = EXCLUDED.period, status = EXCLUDED.status, value = EXCLUDED.value,
+    progress = EXCLUDED.progress, currency_code = EXCLUDED.currency_code,
+    active_from = EXCLUDED.active_from, active_until = EXCLUDED.active_until,
+    next_reset_time = EXCLUDED.next_reset_time, created_at = EXCLUDED.created_at,
+    last_sequence_number = EXCLUDED.last_sequence_number, updated_at = EXCLUDED.updated_at
+WHERE user_limits.last_sequence_number < EXCLUDED.last_sequence_number
+"""
+# Locks in hash order; ORDER BY in the subquery fixes the order the locks are taken in.
+_LOCK_KEYS = """
+SELECT pg_advisory_xact_lock(h)
+FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(%s::text[]) AS k ORDER BY h) AS locks
+"""
+_INSERT_PARKED = "INSERT INTO parked_events (user_limit_id, position, data) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+_DELETE_PARKED = "DELETE FROM parked_events WHERE user_limit_id = %s AND position = %s"
+_INSERT_DEAD_LETTER = """
+INSERT INTO dead_letters (id, reason, data, sequence_number, sub_sequence_number, partition_key, arrival_ms,
+    stream_arn, shard_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING
+"""
+_UPSERT_CHECKPOINT = """
+INSERT INTO checkpoints (stream, shard_id, sequence_number, sub_sequence_number) VALUES (%s, %s, %s, %s)
+ON CONFLICT (stream, shard_id) DO UPDATE SET
+    sequence_number = EXCLUDED.sequence_number, sub_sequence_number = EXCLUDED.sub_sequence_number
+WHERE (checkpoints.sequence_number, checkpoints.sub_sequence_number)
+    < (EXCLUDED.sequence_number, EXCLUDED.sub_sequence_number)
+"""
+# Last in the transaction: every batch updates this one row, so its lock is held the shortest.
+_ADD_COUNTS = """
+UPDATE counters SET applied = applied + %s, skipped = skipped + %s, ignored = ignored + %s,
+    as_of = GREATEST(as_of, %s)
+"""
+
+
+# -- URLs and errors
+
+
+def masked(url: str) -> str:
+    """The URL with its password (in the authority or the query) replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<malformed PostgreSQL URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{hostport}" if colon else netloc
+    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _one_line(error: BaseException, url: str) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    password = _password(url)
+    return text.replace(password, "***") if password else text
+
+
+def _password(url: str) -> str | None:
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except psycopg.Error:
+        return None
+    return None if password is None else str(password)
+
+
+def _connect(url: str) -> psycopg.Connection[tuple[Any, ...]]:
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as error:
+        raise StoreError(f"bad PostgreSQL store URL {masked(url)}: {_one_line(error, url)}") from None
+    params.setdefault("connect_timeout", _CONNECT_TIMEOUT_S)
+    params.setdefault("application_name", "user-limits")
+    try:
+        connection = psycopg.connect(make_conninfo("", **params), autocommit=True)
+    except psycopg.Error as error:
+        raise StoreError(f"cannot connect to PostgreSQL store {masked(url)}: {_one_line(error, url)}") from None
+    # Each statement of a batch must see what the previous holder of its locks committed.
+    connection.isolation_level = IsolationLevel.READ_COMMITTED
+    return connection
+
+
+# -- migrations
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    """The bundled migrations, ``NNNN_name.sql``, in version order."""
+    found = []
+    for entry in (resources.files("user_limits.stores") / "migrations").iterdir():
+        match = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    return sorted(found, key=lambda migration: migration.version)
+
+
+LATEST_VERSION = max(migration.version for migration in migrations())
+
+
+def initialize(url: str) -> str:
+    """Apply the missing migrations in order, in one transaction; safe to run twice or concurrently."""
+    connection = _connect(url)
+    try:
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", _MIGRATION_LOCK)
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            applied = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
+            done = []
+            for migration in migrations():
+                if migration.version not in applied:
+                    # Several statements, no parameters: sent as one simple query.
+                    connection.execute(migration.sql.encode())
+                    connection.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (migration.version, migration.name),
+                    )
+                    done.append(f"{migration.version:04d}_{migration.name}")
+    except psycopg.Error as error:
+        raise StoreError(f"cannot initialise PostgreSQL store {masked(url)}: {_one_line(error, url)}") from None
+    finally:
+        connection.close()
+    if not done:
+        return f"{masked(url)}: schema up to date (version {LATEST_VERSION})"
+    return f"{masked(url)}: applied {', '.join(done)} (schema version {LATEST_VERSION})"
+
+
+def _check_schema(connection: psycopg.Connection[tuple[Any, ...]], url: str) -> None:
+    run_init = "run `user-limits init --store URL`"
+    if connection.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
+        raise StoreError(f"PostgreSQL store {masked(url)} has no user-limits schema: {run_init}")
+    versions = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
+    known = {migration.version for migration in migrations()}
+    if versions - known:
+        raise StoreError(
+            f"PostgreSQL store {masked(url)} has schema version {max(versions)}, newer than this version of "
+            f"user-limits ({LATEST_VERSION}): upgrade user-limits"
+        )
+    if known - versions:
+        raise StoreError(
+            f"PostgreSQL store {masked(url)} has schema version {max(versions, default=0)}, older than this "
+            f"version of user-limits ({LATEST_VERSION}): {run_init}"
+        )
+
+
+# -- rows
+
+
+def limit_row(limit: UserLimit) -> tuple[Any, ...]:
+    return (
+        limit.user_limit_id,
+        limit.user_id,
+        limit.brand_id,
+        limit.type,
+        limit.period,
+        limit.status,
+        limit.value,
+        limit.progress,
+        limit.currency_code,
+        limit.active_from,
+        limit.active_until,
+        limit.next_reset_time,
+        limit.created_at,
+        limit.last_sequence_number,
+        limit.updated_at,
+    )
+
+
+def row_limit(row: tuple[Any, ...]) -> UserLimit:
+    return UserLimit(*row)
+
+
+class PostgresStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[psycopg.Connection[tuple[Any, ...]]] = []
+        connection = self._connection()
+        try:
+            _check_schema(connection, url)
+        except psycopg.Error as error:
+            self.close()
+            raise StoreError(f"cannot open PostgreSQL store {masked(url)}: {_one_line(error, url)}") from None
+        except StoreError:
+            self.close()
+            raise
+
+    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        connection: psycopg.Connection[tuple[Any, ...]] | None = getattr(self._local, "connection", None)
+        if connection is None or connection.closed:
+            connection = _connect(self.url)
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def _failed(self, error: psycopg.Error) -> StoreError:
+        """The error as one line for the user; a broken connection is dropped, to reconnect next time."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None and (connection.broken or connection.closed):
+            self._forget(connection)
+        return StoreError(f"PostgreSQL store {masked(self.url)}: {_one_line(error, self.url)}")
+
+    def _forget(self, connection: psycopg.Connection[tuple[Any, ...]]) -> None:
+        connection.close()
+        self._local.connection = None
+        with self._lock:
+            if connection in self._connections:
+                self._connections.remove(connection)
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except psycopg.Error as error:
+            raise self._failed(error) from error
+
+    # -- write side
+
+    def apply_batch(
+        self, keys: Mapping[str, str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
+    ) -> Outcome[UserLimit]:
+        db = self._connection()
+        try:
+            with db.transaction():
+                outcome = project(self._snapshot(db, list(keys)))
+                self._write(db, outcome)
+        except psycopg.Error as error:  # rolled back by the transaction block
+            raise self._failed(error) from error
+        return outcome
+
+    def _snapshot(self, db: psycopg.Connection[tuple[Any, ...]], keys: list[str]) -> Snapshot[UserLimit]:
+        snapshot: Snapshot[UserLimit] = Snapshot()
+        if not keys:
+            return snapshot
+        # One round trip: the locks, then the reads (each statement sees what was committed before it).
+        with db.pipeline(), db.cursor() as locks, db.cursor() as limits, db.cursor() as parked:
+            locks.execute(_LOCK_KEYS, (keys,))
+            limits.execute(f"SELECT {_LIMIT_COLUMNS} FROM user_limits WHERE user_limit_id = ANY(%s)", (keys,))
+            parked.execute(
+                "SELECT user_limit_id, position, data FROM parked_events WHERE user_limit_id = ANY(%s) "
+                "ORDER BY user_limit_id, position",
+                (keys,),
+            )
+            snapshot.states = {row[0]: row_limit(row) for row in limits.fetchall()}
+            for key, position, data in parked.fetchall():
+                snapshot.parked.setdefault(key, []).append(ParkedEvent(key, position, data))
+        return snapshot
+
+    def _write(self, db: psycopg.Connection[tuple[Any, ...]], outcome: Outcome[UserLimit]) -> None:
+        with db.pipeline(), db.cursor() as cursor:
+            if outcome.states:
+                cursor.executemany(_UPSERT, [limit_row(limit) for limit in outcome.states.values()])
+            if outcome.parked_added:
+                cursor.executemany(
+                    _INSERT_PARKED, [(event.key, event.position, event.data) for _, event in outcome.parked_added]
+                )
+            if outcome.parked_removed:
+                cursor.executemany(_DELETE_PARKED, [(event.key, event.position) for _, event in outcome.parked_removed])
+            if outcome.dead_letters:
+                cursor.executemany(_INSERT_DEAD_LETTER, [(letter.id, *letter) for _, letter in outcome.dead_letters])
+            checkpoint = outcome.checkpoint
+            if checkpoint is not None:
+                cursor.execute(
+                    _UPSERT_CHECKPOINT,
+                    (
+                        checkpoint.stream,
+                        checkpoint.shard_id,
+                        int(checkpoint.sequence_number),
+                        checkpoint.sub_sequence_number,
+                    ),
+                )
+            counts = outcome.counts
+            newest = max((limit.updated_at for limit in outcome.states.values()), default=None)
+            cursor.execute(_ADD_COUNTS, (counts.applied, counts.skipped, counts.ignored, newest))
+
+    def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
+        rows = self._query(
+            "SELECT sequence_number, sub_sequence_number FROM checkpoints WHERE stream = %s AND shard_id = %s",
+            (stream, shard_id),
+        )
+        if not rows:
+            return None
+        sequence_number, sub_sequence_number = rows[0]
+        return Checkpoint(stream, shard_id, str(int(sequence_number)), sub_sequence_number)
+
+    # -- read side
+
+    def user_limits(self, user_id: str) -> list[UserLimit]:
+        rows = self._query(
+            f"SELECT {_LIMIT_COLUMNS} FROM user_limits WHERE user_id = %s ORDER BY user_limit_id", (user_id,)
+        )
+        return [row_limit(row) for row in rows]
+
+    def user_limit(self, user_id: str, user_limit_id: str) -> UserLimit | None:
+        rows = self._query(
+            f"SELECT {_LIMIT_COLUMNS} FROM user_limits WHERE user_limit_id = %s AND user_id = %s",
+            (user_limit_id, user_id),
+        )
+        return row_limit(rows[0]) if rows else None
+
+    def all_limits(self) -> Iterator[UserLimit]:
+        """Pages by primary key: each limit once, without holding a transaction open between pages."""
+        last = ""
+        while True:
+            rows = self._query(
+                f"SELECT {_LIMIT_COLUMNS} FROM user_limits WHERE user_limit_id > %s "
+                f"ORDER BY user_limit_id LIMIT {_PAGE}",
+                (last,),
+            )
+            for row in rows:
+                yield row_limit(row)
+            if len(rows) < _PAGE:
+                return
+            last = rows[-1][0]
+
+    def parked_events(self) -> list[ParkedEvent]:
+        rows = self._query("SELECT user_limit_id, position, data FROM parked_events ORDER BY user_limit_id, position")
+        return [ParkedEvent(*row) for row in rows]
+
+    def dead_letters(self) -> list[DeadLetter]:
+        rows = self._query(
+            "SELECT reason, data, sequence_number, sub_sequence_number, partition_key, arrival_ms, stream_arn, "
+            "shard_id FROM dead_letters ORDER BY seq"
+        )
+        return [DeadLetter(*row) for row in rows]
+
+    def stats(self) -> Counts:
+        ((applied, skipped, ignored, parked, dead_lettered),) = self._query(
+            "SELECT applied, skipped, ignored, (SELECT count(*) FROM parked_events), "
+            "(SELECT count(*) FROM dead_letters) FROM counters"
+        )
+        return Counts(applied, skipped, ignored, parked, dead_lettered)
+
+    def as_of(self) -> int | None:
+        ((as_of,),) = self._query("SELECT as_of FROM counters")
+        return None if as_of is None else int(as_of)
+
+    def ping(self) -> None:
+        self._query("SELECT 1")
+
+    def close(self) -> None:
+        """Closes every thread's connection; a later call on this store reconnects."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
