@@ -1,1 +1,27 @@
-"""serve: the read API and the web page."""
+"""serve: the read API and the web page, with uvicorn."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from user_limits.cli.app import StoreOption, app
+
+
+@app.command()
+def serve(
+    store: StoreOption = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
+) -> None:
+    """Serve the read API (/api/user-limits/{userId}, /docs) and the web page (/)."""
+    import uvicorn
+
+    from user_limits.api.app import create_app
+    from user_limits.api.settings import load_settings
+
+    settings = load_settings(**({"store": store} if store else {}))
+    # Built before uvicorn starts: a missing key or an unusable store is one line, not a traceback.
+    api = create_app(settings)
+    uvicorn.run(api, host=host, port=port, log_level="info")

@@ -1,0 +1,63 @@
+"""One error shape for every failure: ``{"error": {"status": N, "message": "..."}}``.
+
+Messages are written for the caller; store exceptions and validation internals never leak.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from user_limits.api.schemas import ErrorBody
+
+logger = logging.getLogger("user_limits.api")
+
+
+class ApiError(HTTPException):
+    """An expected failure with a status and a message for the caller."""
+
+
+class StoreUnavailable(ApiError):
+    def __init__(self) -> None:
+        super().__init__(503, "the store is unavailable, try again later")
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)
+
+
+# The documented error responses of a route, for the OpenAPI schema.
+def documented(*statuses: int) -> dict[int | str, dict[str, object]]:
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    if len(loc) >= 2 and loc[0] in ("query", "path", "header"):
+        return f"{loc[0]} parameter `{loc[1]}`"
+    return "request"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(f"{_where(tuple(item['loc']))}: {item['msg']}" for item in exc.errors())
+    return error_response(422, problems or "invalid request")
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

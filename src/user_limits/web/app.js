@@ -1,0 +1,147 @@
+// The limits page: no framework, no build step. Data is written with textContent only.
+"use strict";
+
+const REFRESH_MS = 15000;
+const PERIODS = {
+  CALENDAR_DAY: "calendar day", CALENDAR_WEEK: "calendar week", CALENDAR_MONTH: "calendar month",
+  DAY: "24 hours", WEEK: "7 days", MONTH: "month", INDEFINITE: "no period", INSTANCE: "per instance",
+};
+
+const form = document.getElementById("lookup");
+const userInput = document.getElementById("user-id");
+const tokenInput = document.getElementById("token");
+const tokenField = document.getElementById("token-field");
+const message = document.getElementById("message");
+const asOfLine = document.getElementById("as-of");
+const cards = document.getElementById("cards");
+const template = document.getElementById("card-template");
+
+let current = null; // {userId, token} of the last lookup
+let refreshTimer = null;
+
+function title(word) {
+  return word.charAt(0) + word.slice(1).toLowerCase().replaceAll("_", " ");
+}
+
+// Decimal strings are shown as they are (no float rounding), with thousands separators.
+function amount(decimal, currency) {
+  const negative = decimal.startsWith("-");
+  const [whole, fraction] = decimal.replace("-", "").split(".");
+  const grouped = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  return `${negative ? "-" : ""}${grouped}${fraction ? "." + fraction : ""} ${currency}`;
+}
+
+function level(percent) {
+  if (percent >= 90) return "bad";
+  if (percent >= 75) return "warn";
+  return "ok";
+}
+
+function countdown(resetMs, now) {
+  if (resetMs === null) return "No reset";
+  let seconds = Math.floor((resetMs - now) / 1000);
+  if (seconds <= 0) return "Resetting now";
+  const days = Math.floor(seconds / 86400);
+  seconds %= 86400;
+  const pad = (n) => String(n).padStart(2, "0");
+  const clock = `${pad(Math.floor(seconds / 3600))}:${pad(Math.floor((seconds % 3600) / 60))}:${pad(seconds % 60)}`;
+  return `in ${days > 0 ? days + "d " : ""}${clock}`;
+}
+
+function tick() {
+  const now = Date.now();
+  for (const element of cards.querySelectorAll(".countdown")) {
+    const reset = element.dataset.reset;
+    element.textContent = countdown(reset ? Number(reset) : null, now);
+  }
+}
+
+function render(limits) {
+  const fragment = document.createDocumentFragment();
+  for (const limit of limits) {
+    const card = template.content.firstElementChild.cloneNode(true);
+    card.dataset.userLimitId = limit.userLimitId;
+    card.querySelector(".card-title").textContent = `${title(limit.type)} · ${PERIODS[limit.period] || title(limit.period)}`;
+    const badge = card.querySelector(".badge");
+    badge.textContent = title(limit.status);
+    badge.classList.add(limit.status);
+    const percent = Number(limit.usedPercent);
+    const bar = card.querySelector(".bar");
+    bar.classList.add(level(percent));
+    bar.setAttribute("aria-valuenow", String(Math.min(percent, 100)));
+    bar.setAttribute("aria-valuetext", `${limit.usedPercent}% used`);
+    bar.setAttribute("aria-label", `${title(limit.type)} limit used`);
+    card.querySelector(".bar-fill").style.width = `${Math.min(percent, 100)}%`;
+    card.querySelector(".used").textContent =
+      `${amount(limit.progress, limit.currencyCode)} of ${amount(limit.value, limit.currencyCode)} used (${limit.usedPercent}%)`;
+    card.querySelector(".remaining").textContent = amount(limit.remaining, limit.currencyCode);
+    const clock = card.querySelector(".countdown");
+    if (limit.nextResetTime !== null) clock.dataset.reset = String(limit.nextResetTime);
+    fragment.append(card);
+  }
+  cards.replaceChildren(fragment);
+  tick();
+}
+
+function showError(text) {
+  message.textContent = text;
+  message.classList.add("error");
+}
+
+async function fetchAll(userId, token) {
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const limits = [];
+  let cursor = null;
+  let asOf = null;
+  do {
+    const params = new URLSearchParams({ sort: "type", limit: "100" });
+    if (cursor) params.set("cursor", cursor);
+    const response = await fetch(`/api/user-limits/${encodeURIComponent(userId)}?${params}`, { headers });
+    const body = await response.json().catch(() => null);
+    if (!response.ok) {
+      const reason = body && body.error ? body.error.message : response.statusText;
+      throw new Error(`${response.status}: ${reason}`);
+    }
+    limits.push(...body.userLimits);
+    asOf = body.asOf;
+    cursor = body.nextCursor;
+  } while (cursor);
+  return { limits, asOf };
+}
+
+async function load() {
+  if (!current) return;
+  try {
+    const { limits, asOf } = await fetchAll(current.userId, current.token);
+    render(limits);
+    message.classList.remove("error");
+    message.textContent = limits.length
+      ? `${limits.length} limit${limits.length === 1 ? "" : "s"} for ${current.userId}`
+      : `No limits for ${current.userId}`;
+    asOfLine.hidden = false;
+    asOfLine.textContent = asOf === null ? "No events processed yet" : `Figures as of ${new Date(asOf).toLocaleString()}`;
+  } catch (error) {
+    showError(`Could not load the limits (${error.message})`);
+  }
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  current = { userId: userInput.value.trim(), token: tokenInput.value.trim() };
+  cards.replaceChildren();
+  asOfLine.hidden = true;
+  message.classList.remove("error");
+  message.textContent = "Loading…";
+  clearInterval(refreshTimer);
+  refreshTimer = setInterval(load, REFRESH_MS);
+  load();
+});
+
+setInterval(tick, 1000);
+
+fetch("/config")
+  .then((response) => response.json())
+  .then((config) => {
+    if (!config.auth) tokenField.hidden = true;
+  })
+  .catch(() => {});
