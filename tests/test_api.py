@@ -1,0 +1,363 @@
+"""The read API over real stores (memory and SQLite) seeded through the real batch path."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.streams import created, process, progress, records
+from user_limits import aws_lambda
+from user_limits.api.app import create_app
+from user_limits.api.pagination import SORT_KEYS
+from user_limits.api.schemas import UserLimitOut, UserLimitPage
+from user_limits.api.settings import Settings
+from user_limits.bootstrap import open_store
+from user_limits.domain.model import EXPORT_FIELDS
+from user_limits.inputs import parse_records
+from user_limits.replay import replay
+from user_limits.stores.base import LimitStore
+
+SECRET = "test-secret-for-the-read-api-0123456789"
+SAMPLE_USER = "RGD1qSo7JPRbgUMxXy9b"  # the bundled sample's user with several limits
+
+
+def token(subject: str | None = None, scope: str | list[str] | None = None, **claims: Any) -> str:
+    body: dict[str, Any] = {"exp": int(time.time()) + 600, **claims}
+    if subject is not None:
+        body["sub"] = subject
+    if scope is not None:
+        body["scope"] = scope
+    return jwt.encode(body, SECRET, algorithm="HS256")
+
+
+ADMIN = {"Authorization": f"Bearer {token('ops', 'user-limits:admin')}"}
+
+
+def seed_sample(store: LimitStore) -> None:
+    data = files("user_limits.data").joinpath("sample_events.json").read_bytes()
+    replay(store, parse_records(data, "bundled sample"))
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LimitStore]:
+    opened = open_store("memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/api.db")
+    yield opened
+    opened.close()
+
+
+def client_for(store: LimitStore) -> TestClient:
+    return TestClient(create_app(Settings(jwt_secret=SECRET), store), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def sample_client(store: LimitStore) -> TestClient:
+    seed_sample(store)
+    return client_for(store)
+
+
+def get(client: TestClient, path: str, **params: Any) -> Any:
+    response = client.get(path, params=params, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_list_returns_the_limits_with_derived_figures_and_as_of(sample_client: TestClient, store: LimitStore) -> None:
+    body = get(sample_client, f"/api/user-limits/{SAMPLE_USER}")
+    UserLimitPage.model_validate(body)
+    stored = {limit.user_limit_id: limit for limit in store.user_limits(SAMPLE_USER)}
+    assert len(stored) >= 2
+    assert {item["userLimitId"] for item in body["userLimits"]} == set(stored)
+    assert body["nextCursor"] is None
+    assert body["asOf"] == store.as_of() and body["asOf"] is not None
+    for item in body["userLimits"]:
+        assert set(item) == {*EXPORT_FIELDS, "remaining", "usedPercent", "updatedAt"} == set(UserLimitOut.model_fields)
+        limit = stored[item["userLimitId"]]
+        assert Decimal(item["remaining"]) == limit.value - limit.progress
+        assert item["usedPercent"] == str(limit.used_percent)
+        assert item["updatedAt"] == limit.updated_at
+        assert item["value"] == str(limit.value) and item["progress"] == str(limit.progress)
+
+
+def test_one_limit_and_404s(sample_client: TestClient, store: LimitStore) -> None:
+    limit = store.user_limits(SAMPLE_USER)[0]
+    item = get(sample_client, f"/api/user-limits/{SAMPLE_USER}/{limit.user_limit_id}")
+    UserLimitOut.model_validate(item)
+    assert item["userLimitId"] == limit.user_limit_id and item["remaining"] == str(limit.remaining)
+    other_user = next(x for x in store.all_limits() if x.user_id != SAMPLE_USER)
+    for path in (
+        f"/api/user-limits/{SAMPLE_USER}/no-such-limit",
+        f"/api/user-limits/{SAMPLE_USER}/{other_user.user_limit_id}",  # exists, but not this user's
+    ):
+        response = sample_client.get(path, headers=ADMIN)
+        assert response.status_code == 404
+        assert response.json() == {"error": {"status": 404, "message": "no such limit for this user"}}
+    assert get(sample_client, "/api/user-limits/nobody") == {
+        "userLimits": [],
+        "nextCursor": None,
+        "asOf": store.as_of(),
+    }
+
+
+def seed_user(store: LimitStore) -> None:
+    """u1: five limits of different types, periods, statuses, brands and usage; u2: one."""
+    process(
+        store,
+        records(
+            [
+                created("L1", 1, type_="DEPOSIT", period="DAY", value="100", next_reset=5_000),
+                created("L2", 2, type_="LOSS", period="WEEK", value="200", next_reset=3_000, brandId="b2"),
+                created("L3", 3, type_="BET", period="INDEFINITE", value="50", next_reset=None),
+                created("L4", 4, type_="DEPOSIT", period="MONTH", value="1000", status="FUTURE", next_reset=4_000),
+                created("L5", 5, type_="SESSION", period="DAY", value="0", next_reset=None),
+                created("L9", 6, user_id="u2"),
+                progress("L1", 7, "90", "0"),  # 90%
+                progress("L2", 8, "20", "0"),  # 10%
+                progress("L3", 9, "45", "0"),  # 90%: ties with L1
+            ]
+        ),
+    )
+
+
+@pytest.fixture
+def user_client(store: LimitStore) -> TestClient:
+    seed_user(store)
+    return client_for(store)
+
+
+def ids(body: Any) -> list[str]:
+    return [item["userLimitId"] for item in body["userLimits"]]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"type": "DEPOSIT"}, ["L1", "L4"]),
+        ({"type": ["DEPOSIT", "BET"]}, ["L1", "L3", "L4"]),
+        ({"period": "DAY"}, ["L1", "L5"]),
+        ({"status": "FUTURE"}, ["L4"]),
+        ({"brandId": "b2"}, ["L2"]),
+        ({"type": "DEPOSIT", "status": "ACTIVE"}, ["L1"]),
+        ({"type": "BALANCE"}, []),
+    ],
+)
+def test_filters(user_client: TestClient, params: dict[str, Any], expected: list[str]) -> None:
+    assert ids(get(user_client, "/api/user-limits/u1", **params)) == expected
+
+
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("userLimitId", ["L1", "L2", "L3", "L4", "L5"]),
+        ("-userLimitId", ["L5", "L4", "L3", "L2", "L1"]),
+        ("-usedPercent", ["L1", "L3", "L2", "L4", "L5"]),  # L1 and L3 tie at 90%: by id
+        ("usedPercent", ["L4", "L5", "L2", "L1", "L3"]),
+        ("nextResetTime", ["L2", "L4", "L1", "L3", "L5"]),  # no reset last
+        ("-nextResetTime", ["L1", "L4", "L2", "L3", "L5"]),  # no reset last, also descending
+        ("-value", ["L4", "L2", "L1", "L3", "L5"]),
+        ("remaining", ["L5", "L3", "L1", "L2", "L4"]),
+        ("type", ["L3", "L1", "L4", "L2", "L5"]),
+    ],
+)
+def test_sorting_is_total_and_stable(user_client: TestClient, sort: str, expected: list[str]) -> None:
+    assert ids(get(user_client, "/api/user-limits/u1", sort=sort)) == expected
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"type": "NOT_A_TYPE"},
+        {"status": "active"},
+        {"period": "YEAR"},
+        {"sort": "password"},
+        {"limit": 0},
+        {"limit": 101},
+    ],
+)
+def test_bad_parameters_are_422_with_a_clear_message(user_client: TestClient, params: dict[str, Any]) -> None:
+    response = user_client.get("/api/user-limits/u1", params=params, headers=ADMIN)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["status"] == 422 and f"query parameter `{next(iter(params))}`" in error["message"]
+
+
+def walk(client: TestClient, path: str, size: int, between: Any = None, **params: Any) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    for _ in range(100):
+        body = get(client, path, limit=size, **params, **({"cursor": cursor} if cursor else {}))
+        assert len(body["userLimits"]) <= size
+        seen += ids(body)
+        cursor = body["nextCursor"]
+        if cursor is None:
+            return seen
+        if between is not None:
+            between()
+    raise AssertionError("the walk did not end")
+
+
+@pytest.mark.parametrize("sort", ["userLimitId", "-usedPercent", "nextResetTime"])
+def test_pagination_walks_every_limit_once(user_client: TestClient, sort: str) -> None:
+    whole = ids(get(user_client, "/api/user-limits/u1", sort=sort))
+    for size in (1, 2, 4, 5):
+        assert walk(user_client, "/api/user-limits/u1", size, sort=sort) == whole
+
+
+def test_a_cursor_is_bound_to_its_query_and_checked(user_client: TestClient) -> None:
+    first = get(user_client, "/api/user-limits/u1", limit=2, sort="type")
+    cursor = first["nextCursor"]
+    # The page size may change along the walk.
+    assert get(user_client, "/api/user-limits/u1", limit=3, sort="type", cursor=cursor)["userLimits"]
+    raw = bytearray(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    raw[-9] ^= 1  # flip a bit of the last fingerprint
+    tampered = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    for params, fragment in [
+        ({"sort": "-type"}, "another query"),
+        ({"sort": "type", "type": "DEPOSIT"}, "another query"),
+        ({"sort": "type", "cursor_for": "u2"}, "another query"),
+        ({"sort": "type", "cursor": tampered}, "invalid cursor"),
+        ({"sort": "type", "cursor": "not a cursor!"}, "invalid cursor"),
+        ({"sort": "type", "cursor": cursor[:-4]}, "invalid cursor"),
+    ]:
+        user = "u2" if params.pop("cursor_for", None) else "u1"
+        params.setdefault("cursor", cursor)
+        response = user_client.get(f"/api/user-limits/{user}", params=params, headers=ADMIN)
+        assert response.status_code == 400, params
+        assert fragment in response.json()["error"]["message"]
+
+
+class Changes:
+    """Applies progress changes to a user's limits between pages, through the batch path."""
+
+    def __init__(self, store: LimitStore, plan: list[tuple[int, str, bool]], next_seq: int) -> None:
+        self.store, self.plan, self.seq = store, list(plan), next_seq
+
+    def __call__(self) -> None:
+        if not self.plan:
+            return
+        index, amount, create = self.plan.pop(0)
+        self.seq += 1
+        if create:
+            event = created(f"N{self.seq}", self.seq, value="100", next_reset=1000 + self.seq)
+        else:
+            current = next((x for x in self.store.user_limits("u1") if x.user_limit_id == f"L{index}"), None)
+            if current is None:
+                return
+            event = progress(f"L{index}", self.seq, amount, str(current.progress))
+        process(self.store, records([event], None))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    values=st.lists(st.sampled_from(["100", "50", "1000", "0", "250.50"]), min_size=1, max_size=12),
+    size=st.integers(1, 5),
+    sort=st.sampled_from([prefix + key for key in SORT_KEYS for prefix in ("", "-")]),
+    plan=st.lists(
+        st.tuples(st.integers(0, 11), st.sampled_from(["1", "30", "99.99", "500", "-20"]), st.booleans()), max_size=8
+    ),
+)
+def test_walk_returns_each_limit_exactly_once_while_the_data_changes(
+    values: list[str], size: int, sort: str, plan: list[tuple[int, str, bool]]
+) -> None:
+    store = open_store("memory://")
+    process(
+        store,
+        records(
+            [
+                created(f"L{n}", n + 1, value=value, next_reset=(n * 7919) % 5000 or None)
+                for n, value in enumerate(values)
+            ],
+            None,
+        ),
+    )
+    before = {limit.user_limit_id for limit in store.user_limits("u1")}
+    client = client_for(store)
+    seen = walk(client, "/api/user-limits/u1", size, between=Changes(store, plan, len(values) + 1), sort=sort)
+    assert len(seen) == len(set(seen)), "a limit was returned twice"
+    assert before <= set(seen), "a limit that existed throughout the walk was skipped"
+    assert set(seen) <= {limit.user_limit_id for limit in store.user_limits("u1")}
+
+
+def test_store_outage_is_503_without_internals(
+    sample_client: TestClient, store: LimitStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> Any:
+        raise RuntimeError("SELECT secret_column FROM user_limits: disk I/O error")
+
+    for name in ("user_limits", "user_limit", "ping"):
+        monkeypatch.setattr(store, name, broken)
+    for path in (f"/api/user-limits/{SAMPLE_USER}", f"/api/user-limits/{SAMPLE_USER}/x", "/healthz"):
+        response = sample_client.get(path, headers=ADMIN)
+        assert response.status_code == 503, path
+        assert response.json() == {"error": {"status": 503, "message": "the store is unavailable, try again later"}}
+        assert "SELECT" not in response.text and "disk" not in response.text
+
+
+def test_health_openapi_and_docs(sample_client: TestClient) -> None:
+    assert sample_client.get("/healthz").json() == {"status": "ok"}
+    schema = sample_client.get("/openapi.json").json()
+    assert {"/api/user-limits/{userId}", "/api/user-limits/{userId}/{userLimitId}", "/healthz"} <= set(schema["paths"])
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    docs = sample_client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    unknown = sample_client.get("/no/such/page")
+    assert unknown.status_code == 404 and unknown.json()["error"]["status"] == 404
+
+
+def http_api_event(path: str, query: str = "", headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload format 2.0) event, as Lambda receives it."""
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"host": "abc123.execute-api.eu-west-1.amazonaws.com", **(headers or {})},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {
+                "method": "GET",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "test",
+            },
+            "requestId": "req-1",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "22/Nov/2026:02:00:00 +0000",
+            "timeEpoch": 1795312800000,
+        },
+        "isBase64Encoded": False,
+    }
+
+
+def test_lambda_api_handler_serves_the_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path}/lambda.db"
+    seeded = open_store(url)
+    seed_sample(seeded)
+    seeded.close()
+    monkeypatch.setenv("USER_LIMITS_STORE", url)
+    monkeypatch.setenv("USER_LIMITS_JWT_SECRET", SECRET)
+    monkeypatch.delenv("USER_LIMITS_AUTH", raising=False)
+    monkeypatch.setattr(aws_lambda, "_api", None)
+    own = {"authorization": f"Bearer {token(SAMPLE_USER)}"}
+    answer = aws_lambda.api_handler(http_api_event(f"/api/user-limits/{SAMPLE_USER}", "sort=-usedPercent&limit=1", own))
+    assert answer["statusCode"] == 200
+    body = json.loads(answer["body"])
+    assert len(body["userLimits"]) == 1 and body["nextCursor"] and body["userLimits"][0]["userId"] == SAMPLE_USER
+    denied = aws_lambda.api_handler(http_api_event(f"/api/user-limits/{SAMPLE_USER}"))
+    assert denied["statusCode"] == 401 and json.loads(denied["body"])["error"]["message"] == "missing bearer token"
