@@ -126,7 +126,6 @@ def run(quick: bool = False) -> dict[str, object]:
     ratio = rps["sqlite"] / rps["reference"]
     same_export = results["sqlite"][0] == results["reference"][0] == results["memory"][0]
     same_stats = results["sqlite"][1] == results["reference"][1] == results["memory"][1]
-    command = "make bench" if not quick else "python -m bench.run --quick --only handler"
     return {
         "records": records,
         "users": size["users"],
@@ -148,35 +147,30 @@ def run(quick: bool = False) -> dict[str, object]:
                 "figure": f"{rps['sqlite']:,.0f}",
                 "target": "",
                 "met": None,
-                "command": command,
             },
             {
                 "metric": "Reference handler on SQLite (Powertools BatchProcessor + pydantic + row-at-a-time)",
                 "figure": f"{rps['reference']:,.0f}",
                 "target": "",
                 "met": None,
-                "command": command,
             },
             {
                 "metric": "Handler on SQLite vs reference",
                 "figure": f"{ratio:.1f}x",
                 "target": f">= {TARGET_SQLITE_RATIO:.0f}x",
                 "met": ratio >= TARGET_SQLITE_RATIO,
-                "command": command,
             },
             {
                 "metric": "Handler in memory, records/s",
                 "figure": f"{rps['memory']:,.0f}",
                 "target": f">= {TARGET_MEMORY_RPS:,.0f}",
                 "met": rps["memory"] >= TARGET_MEMORY_RPS,
-                "command": command,
             },
             {
                 "metric": "Reference and product end with the same read model (export + counters)",
                 "figure": "equal" if same_export and same_stats else "DIFFERENT",
                 "target": "equal",
                 "met": same_export and same_stats,
-                "command": command,
             },
         ],
     }

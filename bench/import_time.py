@@ -83,7 +83,6 @@ def run(quick: bool = False) -> dict[str, object]:
     added_min = (min(handler) - min(bare)) * 1000
     added_median = (statistics.median(handler) - statistics.median(bare)) * 1000
     heavy = [m for m in modules["after_open"] if m in FORBIDDEN]
-    command = "python -m bench.run --only import"
     return {
         "runs": runs,
         "bare_ms": {"min": round(min(bare) * 1000, 1), "median": round(statistics.median(bare) * 1000, 1)},
@@ -97,14 +96,12 @@ def run(quick: bool = False) -> dict[str, object]:
                 "figure": f"{added_min:.0f} / {added_median:.0f}",
                 "target": f"<= {TARGET_MS:.0f}",
                 "met": added_median <= TARGET_MS,
-                "command": command,
             },
             {
                 "metric": "Heavy modules imported (boto3, psycopg, pydantic, fastapi, ...), SQLite store open",
                 "figure": ", ".join(heavy) or "none",
                 "target": "none",
                 "met": not heavy,
-                "command": command,
             },
         ],
     }
