@@ -1,0 +1,228 @@
+"""Properties over any stream (several users and limits, all three types, noise, poison, orphans,
+duplicates), checked against a small reference model and over the memory and SQLite stores:
+
+- the outcome does not depend on how the stream is cut into batches;
+- re-delivering any window of it (a Lambda retry) changes nothing;
+- late copies of old events, anywhere after the original, change nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.streams import CREATED, PROGRESS, cut_points, event_streams, export, process, record, records
+from user_limits.bootstrap import open_store
+from user_limits.codec import UserLimitFamily
+from user_limits.stores.base import LimitStore
+from user_limits.stream.engine import InvalidRecord
+from user_limits.stream.records import DeadLetter, StreamRecord
+
+family = UserLimitFamily()
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+KINDS = ["memory", "sqlite"]
+
+
+@dataclass
+class Reference:
+    """The rules, one record at a time, per limit, on plain dicts: no batches, no engine."""
+
+    limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parked: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    dead: set[str] = field(default_factory=set)
+    applied: int = 0
+    skipped: int = 0
+    ignored: int = 0
+
+    def feed(self, item: StreamRecord) -> None:
+        try:
+            valid = family.decode(item.data)  # validity only; the rules below use the raw envelope
+        except InvalidRecord:
+            self.dead.add(DeadLetter.of(item, "").id)
+            return
+        if valid is None:
+            self.ignored += 1
+            return
+        envelope = json.loads(item.data)
+        key, seq = envelope["payload"]["userLimitId"], envelope["sequenceNumber"]
+        current = self.limits.get(key)
+        if current is not None:
+            if seq <= current["seq"]:
+                self.skipped += 1
+            else:
+                self.change(key, envelope)
+        elif envelope["type"] == CREATED:
+            self.change(key, envelope)
+            for position, waiting in sorted(self.parked.pop(key, {}).items()):
+                if position > self.limits[key]["seq"]:
+                    self.change(key, waiting)
+                else:
+                    self.skipped += 1
+        elif seq in self.parked.setdefault(key, {}):
+            self.skipped += 1
+        else:
+            self.parked[key][seq] = envelope
+
+    def change(self, key: str, envelope: dict[str, Any]) -> None:
+        payload, kind = envelope["payload"], envelope["type"]
+        self.applied += 1
+        if kind == CREATED:
+            self.limits[key] = {
+                "userLimitId": key,
+                "userId": payload["userId"],
+                "brandId": payload["brandId"],
+                "type": payload["type"],
+                "period": payload["period"],
+                "status": payload["status"],
+                "value": str(Decimal(payload["value"])),
+                "progress": "0",
+                "currencyCode": payload["currencyCode"],
+                "activeFrom": payload["activeFrom"],
+                "activeUntil": payload.get("activeUntil"),
+                "nextResetTime": payload.get("nextResetTime"),
+                "createdAt": envelope["createdAt"],
+            }
+        elif kind == PROGRESS:
+            limit = self.limits[key]
+            limit["progress"] = str(Decimal(payload["previousProgress"]) + Decimal(payload["amount"]))
+            if payload.get("nextResetTime") is not None:
+                limit["nextResetTime"] = payload["nextResetTime"]
+        else:
+            self.limits[key]["progress"] = "0"
+            self.limits[key]["nextResetTime"] = payload["nextResetTime"]
+        self.limits[key]["seq"] = envelope["sequenceNumber"]
+
+    def export(self) -> list[dict[str, Any]]:
+        return [{k: v for k, v in self.limits[key].items() if k != "seq"} for key in sorted(self.limits)]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "applied": self.applied,
+            "skipped": self.skipped,
+            "ignored": self.ignored,
+            "parked": sum(len(waiting) for waiting in self.parked.values()),
+            "deadLettered": len(self.dead),
+        }
+
+
+def reference(stream: list[StreamRecord]) -> Reference:
+    model = Reference()
+    for item in stream:
+        model.feed(item)
+    return model
+
+
+@contextmanager
+def fresh_store(kind: str) -> Iterator[LimitStore]:
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_store("memory://" if kind == "memory" else f"sqlite:///{Path(folder) / 'p.db'}")
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def batches(stream: list[StreamRecord], cuts: list[int]) -> list[tuple[int, int]]:
+    bounds = [0, *sorted({cut for cut in cuts if 0 < cut < len(stream)}), len(stream)]
+    return [(start, end) for start, end in itertools.pairwise(bounds) if end > start]
+
+
+def without(counts: dict[str, int], *names: str) -> dict[str, int]:
+    return {name: value for name, value in counts.items() if name not in names}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@SETTINGS
+@given(data=st.data())
+def test_batch_cuts_do_not_matter(kind: str, data: st.DataObject) -> None:
+    stream = records(data.draw(event_streams(), label="stream"))
+    cuts = data.draw(cut_points(len(stream)), label="cuts")
+    expected = reference(stream)
+    with fresh_store(kind) as store:
+        for start, end in batches(stream, cuts):
+            process(store, stream[start:end])
+        assert export(store) == expected.export()
+        assert store.stats().as_json() == expected.counts()
+        parked = {(event.key, event.position) for event in store.parked_events()}
+        assert parked == {(key, seq) for key, waiting in expected.parked.items() for seq in waiting}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@SETTINGS
+@given(data=st.data())
+def test_redelivered_windows_change_nothing(kind: str, data: st.DataObject) -> None:
+    stream = records(data.draw(event_streams(), label="stream"))
+    cuts = data.draw(cut_points(len(stream)), label="cuts")
+    expected = reference(stream)
+    with fresh_store(kind) as store:
+        for start, end in batches(stream, cuts):
+            process(store, stream[start:end])
+            # Lambda retries from some record already seen, up to where it has got.
+            if data.draw(st.booleans(), label="retry"):
+                again = data.draw(st.integers(0, end - 1), label="retry from")
+                process(store, stream[again:end])
+        assert export(store) == expected.export()
+        assert without(store.stats().as_json(), "skipped", "ignored") == without(
+            expected.counts(), "skipped", "ignored"
+        )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@SETTINGS
+@given(data=st.data())
+def test_late_copies_change_nothing(kind: str, data: st.DataObject) -> None:
+    original = data.draw(event_streams(), label="stream")
+    stream = records(original)
+    expected = reference(stream)
+    events = [n for n, item in enumerate(stream) if _is_event(item.data)]
+    copies = data.draw(st.lists(st.sampled_from(events), max_size=6) if events else st.just([]), label="copies")
+    with_copies = list(stream)
+    for n, source in enumerate(copies):
+        # A late copy is a new Kinesis record somewhere after the original.
+        position = with_copies.index(stream[source])
+        at = data.draw(st.integers(position + 1, len(with_copies)), label="at")
+        with_copies.insert(at, record(stream[source].data, 10_000 + n))
+    cuts = data.draw(cut_points(len(with_copies)), label="cuts")
+    with fresh_store(kind) as store:
+        for start, end in batches(with_copies, cuts):
+            process(store, with_copies[start:end])
+        assert export(store) == expected.export()
+        assert without(store.stats().as_json(), "skipped") == without(expected.counts(), "skipped")
+
+
+def _is_event(data: bytes) -> bool:
+    try:
+        return family.decode(data) is not None
+    except InvalidRecord:
+        return False
+
+
+def test_the_reference_model_itself() -> None:
+    """The model the properties trust, on a hand-checked stream."""
+    from tests.streams import created, noise, progress, reset
+
+    stream = records(
+        [
+            progress("L1", 5, "5", "1"),
+            progress("L1", 2, "9", "9"),
+            noise(1),
+            created("L1", 3, value="50"),
+            reset("L2", 4, next_reset=7),
+            b"\xff",
+            progress("L1", 5, "5", "1"),
+        ]
+    )
+    model = reference(stream)
+    assert model.export()[0]["progress"] == "6"
+    assert model.counts() == {"applied": 2, "skipped": 2, "ignored": 1, "parked": 1, "deadLettered": 1}
