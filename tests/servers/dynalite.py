@@ -1,1 +1,159 @@
-"""Fixtures for a real dynalite server: filled in by its store's work."""
+"""A local DynamoDB for the tests and the benchmarks, on a free loopback port, in memory.
+
+The server is moto's server mode (``moto[server]``, in the dev extra), not dynalite: the store
+commits with TransactWriteItems, which dynalite does not implement (it answers
+``UnknownOperationException``). The module keeps its name, the plugin registered by conftest.
+
+Fixtures: ``dynamodb_server`` (one per session, stopped at its end) and ``dynamodb_store_url`` (a
+fresh table per test, created by ``initialize`` and deleted afterwards, with dummy credentials in
+the environment for that test only).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import pytest
+
+REGION = "us-east-1"
+# moto accepts any credentials; boto3 only needs some. The environment of whatever talks to the server.
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# Variables that would make boto3 look elsewhere for credentials.
+_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class DynamoDBServer:
+    """moto's DynamoDB in a child process on 127.0.0.1; ``start()``/``stop()`` or a ``with`` block."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> DynamoDBServer:
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the server's life
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"the DynamoDB server exited with {self._process.returncode}: {self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"the DynamoDB server did not listen on {self.endpoint}") from None
+                time.sleep(0.1)
+
+    def log(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read()[-2000:].decode(errors="replace")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> DynamoDBServer:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+    def store_url(self, table: str | None = None) -> str:
+        """The store URL of a table on this server (a fresh name if none is given)."""
+        return f"dynamodb://{table or new_table_name()}?region={REGION}&endpoint={self.endpoint}"
+
+    def delete_table(self, table: str) -> None:
+        import boto3
+
+        client = boto3.session.Session().client(
+            "dynamodb",
+            region_name=REGION,
+            endpoint_url=self.endpoint,
+            aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+        try:
+            client.delete_table(TableName=table)
+        except client.exceptions.ResourceNotFoundException:
+            pass
+        finally:
+            client.close()
+
+
+# The name the conftest plugin was planned under.
+DynaliteServer = DynamoDBServer
+
+
+def new_table_name() -> str:
+    return f"user-limits-{uuid.uuid4().hex[:12]}"
+
+
+def set_dummy_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in DUMMY_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    for name in _UNSET:
+        monkeypatch.delenv(name, raising=False)
+    # No shared config or credentials file of the machine's user either.
+    missing = str(Path(tempfile.gettempdir()) / f"no-aws-config-{uuid.uuid4().hex}")
+    monkeypatch.setenv("AWS_CONFIG_FILE", missing)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", missing)
+
+
+@pytest.fixture(scope="session")
+def dynamodb_server() -> Iterator[DynamoDBServer]:
+    with DynamoDBServer() as server:
+        yield server
+
+
+@pytest.fixture
+def dynamodb_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy AWS credentials in the environment, for this test only."""
+    set_dummy_credentials(monkeypatch)
+
+
+@pytest.fixture
+def dynamodb_store_url(dynamodb_server: DynamoDBServer, dynamodb_credentials: None) -> Iterator[str]:
+    """A fresh, empty table (created by ``initialize``), deleted after the test."""
+    from user_limits.stores.dynamodb_store import initialize
+
+    table = new_table_name()
+    url = dynamodb_server.store_url(table)
+    initialize(url)
+    yield url
+    dynamodb_server.delete_table(table)
