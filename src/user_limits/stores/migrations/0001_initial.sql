@@ -32,7 +32,7 @@ CREATE TABLE parked_events (
 );
 
 -- Records that can never be applied. "seq" keeps insertion order for listing; "id" makes a
--- re-delivered poison record kept once. Kinesis sequence numbers are up to 128 bits: text.
+-- re-delivered poison record kept once. Kinesis sequence numbers are far beyond 64 bits: text.
 CREATE TABLE dead_letters (
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id text NOT NULL UNIQUE,
@@ -56,12 +56,12 @@ CREATE TABLE counters (
 );
 INSERT INTO counters DEFAULT VALUES;
 
--- The last committed Kinesis record per shard; numeric(40, 0) holds any 128-bit sequence number
--- and compares as a number.
+-- The last committed Kinesis record per shard. Kinesis sequence numbers are decimal strings of up
+-- to 129 digits (56 in practice): unconstrained numeric holds them exactly and compares them as numbers.
 CREATE TABLE checkpoints (
     stream text NOT NULL,
     shard_id text NOT NULL,
-    sequence_number numeric(40, 0) NOT NULL,
+    sequence_number numeric NOT NULL CHECK (scale(sequence_number) = 0 AND sequence_number >= 0),
     sub_sequence_number bigint NOT NULL,
     PRIMARY KEY (stream, shard_id)
 );
