@@ -6,6 +6,7 @@ carry Kinesis coordinates so that a re-delivered record keeps its dead-letter id
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 from collections.abc import Iterable, Sequence
@@ -238,3 +239,33 @@ def event_streams(draw: st.DrawFn, max_limits: int = 4, max_events: int = 6) -> 
 
 def cut_points(size: int) -> st.SearchStrategy[list[int]]:
     return st.lists(st.integers(1, max(size - 1, 1)), max_size=6)
+
+
+# -- Lambda Kinesis events
+
+
+def lambda_record(
+    data: bytes, position: int, arrival_s: float = BASE_TIME / 1000, partition_key: str = "u1"
+) -> dict[str, Any]:
+    """One record as Lambda's Kinesis event source mapping delivers it."""
+    sequence_number = str(KINESIS_BASE + position)
+    return {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": partition_key,
+            "sequenceNumber": sequence_number,
+            "data": base64.b64encode(data).decode("ascii"),
+            "approximateArrivalTimestamp": arrival_s,
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": f"{SHARD}:{sequence_number}",
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/user-limits",
+        "awsRegion": "eu-west-1",
+        "eventSourceARN": STREAM_ARN,
+    }
+
+
+def lambda_event(values: Iterable[Envelope | bytes], first_position: int = 0, **options: Any) -> dict[str, Any]:
+    return {"Records": [lambda_record(encode(v), first_position + n, **options) for n, v in enumerate(values)]}

@@ -1,0 +1,290 @@
+"""The Lambda Kinesis handler: partial batch responses, dead letters with their coordinates, KPL
+de-aggregation, store failures (nothing lost, nothing reported done that is not) and the log line."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_kinesis_agg.aggregator import RecordAggregator
+
+from tests.streams import (
+    KINESIS_BASE,
+    SHARD,
+    STREAM_ARN,
+    created,
+    encode,
+    export,
+    lambda_event,
+    lambda_record,
+    noise,
+    progress,
+    reset,
+)
+from user_limits import aws_lambda
+from user_limits.bootstrap import open_store
+from user_limits.stores.base import LimitStore
+from user_limits.stores.sqlite_store import SQLiteStore
+from user_limits.stream.records import CommitError
+
+STREAM = [
+    progress("L1", 4, "40", "0"),  # an orphan, parked until its creation
+    created("L1", 2, value="1000"),
+    noise(3),
+    progress("L1", 5, "10", "40"),
+    created("L2", 6, user_id="u2"),
+    reset("L1", 7, next_reset=123),
+    progress("L2", 8, "0.5", "0", user_id="u2"),
+]
+
+
+@pytest.fixture
+def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'lambda.db'}"
+    monkeypatch.setenv("USER_LIMITS_STORE", url)
+    aws_lambda.reset()
+    yield url
+    aws_lambda.reset()
+
+
+def read(url: str) -> tuple[list[dict[str, object]], dict[str, int], LimitStore]:
+    store = open_store(url)
+    return export(store), store.stats().as_json(), store
+
+
+def clean_export(tmp_path: Path, event: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
+    """The export of a clean run of ``event`` on a store of its own."""
+    url = f"sqlite:///{tmp_path / 'clean.db'}"
+    monkeypatch.setenv("USER_LIMITS_STORE", url)
+    aws_lambda.reset()
+    assert aws_lambda.handler(event) == {"batchItemFailures": []}
+    aws_lambda.reset()
+    limits, _, store = read(url)
+    store.close()
+    return limits
+
+
+def test_a_clean_batch_reports_no_failures(store_url: str) -> None:
+    assert aws_lambda.handler(lambda_event(STREAM), None) == {"batchItemFailures": []}
+    limits, counts, store = read(store_url)
+    assert [(x["userLimitId"], x["progress"], x["nextResetTime"]) for x in limits] == [
+        ("L1", "0", 123),
+        ("L2", "0.5", created("L2", 6)["payload"]["nextResetTime"]),
+    ]
+    assert counts == {"applied": 6, "skipped": 0, "ignored": 1, "parked": 0, "deadLettered": 0}
+    store.close()
+
+
+def test_an_empty_event(store_url: str) -> None:
+    assert aws_lambda.handler({"Records": []}) == {"batchItemFailures": []}
+
+
+def test_poison_records_are_dead_lettered_with_coordinates_and_never_reported(store_url: str) -> None:
+    arrival = 1_700_000_123.456
+    event = lambda_event([created("L1", 1), b"\xff\xfe", b'{"type": "USER_LIMIT_CREATED"}'], 0, arrival_s=arrival)
+    # Data that is not even base64: kept as it came.
+    event["Records"].append(lambda_record(b"", 3))
+    event["Records"][-1]["kinesis"]["data"] = "!!not base64!!"
+    assert aws_lambda.handler(event) == {"batchItemFailures": []}
+    assert aws_lambda.handler(event) == {"batchItemFailures": []}  # re-delivered: kept once
+    _, counts, store = read(store_url)
+    assert counts["deadLettered"] == 3
+    assert counts["applied"] == 1
+    letters = {letter.sequence_number: letter for letter in store.dead_letters()}
+    store.close()
+    first = letters[str(KINESIS_BASE + 1)]
+    assert first.data == b"\xff\xfe"
+    assert (first.stream_arn, first.shard_id, first.partition_key) == (STREAM_ARN, SHARD, "u1")
+    assert first.arrival_ms == 1_700_000_123_456
+    assert first.sub_sequence_number is None
+    assert "UTF-8" in first.reason
+    assert letters[str(KINESIS_BASE + 3)].data == b"!!not base64!!"
+
+
+def aggregated(items: list[tuple[str, bytes]]) -> bytes:
+    aggregator = RecordAggregator()
+    for partition_key, user_data in items:
+        assert aggregator.add_user_record(partition_key, user_data) is None  # all fit in one record
+    record = aggregator.clear_and_get()
+    assert record is not None
+    _, _, contents = record.get_contents()
+    data: bytes = contents
+    return data
+
+
+def test_kpl_aggregated_records_are_deaggregated(store_url: str) -> None:
+    data = aggregated(
+        [("u1", encode(created("L1", 1))), ("u9", b"poison"), ("u1", encode(progress("L1", 2, "3", "0")))]
+    )
+    event = {"Records": [lambda_record(data, 0, partition_key="kpl"), lambda_record(encode(noise(9)), 1)]}
+    assert aws_lambda.handler(event) == {"batchItemFailures": []}
+    limits, counts, store = read(store_url)
+    [letter] = store.dead_letters()
+    store.close()
+    assert [x["progress"] for x in limits] == ["3"]
+    assert counts == {"applied": 2, "skipped": 0, "ignored": 1, "parked": 0, "deadLettered": 1}
+    # The sub-record keeps its place in the aggregate and its own partition key.
+    assert (letter.sequence_number, letter.sub_sequence_number) == (str(KINESIS_BASE), 1)
+    assert letter.partition_key == "u9"
+    assert letter.data == b"poison"
+
+
+def test_a_record_that_only_looks_aggregated_is_dead_lettered_whole(store_url: str) -> None:
+    fake = b"\xf3\x89\x9a\xc2" + b"\x00" * 40
+    assert aws_lambda.handler({"Records": [lambda_record(fake, 0)]}) == {"batchItemFailures": []}
+    _, counts, store = read(store_url)
+    [letter] = store.dead_letters()
+    store.close()
+    assert letter.data == fake
+    assert counts["deadLettered"] == 1
+
+
+def _failing_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store fails after writing part of the outcome, inside its transaction."""
+    original = SQLiteStore._write
+
+    def write_then_fail(self: SQLiteStore, db: Any, outcome: Any) -> None:
+        original(self, db, outcome)
+        raise OSError("disk I/O error (injected)")
+
+    monkeypatch.setattr(SQLiteStore, "_write", write_then_fail)
+
+
+def test_a_store_failure_reports_the_first_uncommitted_record_and_commits_nothing(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    first = lambda_event(STREAM[:3])
+    assert aws_lambda.handler(first) == {"batchItemFailures": []}
+    before = read(store_url)
+    before[2].close()
+
+    rest = lambda_event([*STREAM[3:], b"\xff poison"], 3)
+    with monkeypatch.context() as patch:
+        _failing_write(patch)
+        response = aws_lambda.handler(rest)
+    # One SQLite transaction per batch: nothing of it is committed, so its first record is reported,
+    # and nothing after it is reported as done.
+    assert response == {"batchItemFailures": [{"itemIdentifier": str(KINESIS_BASE + 3)}]}
+    after = read(store_url)
+    after[2].close()
+    assert after[:2] == before[:2]
+
+    # Lambda re-delivers from the reported record: the same export as a clean run.
+    assert aws_lambda.handler(rest) == {"batchItemFailures": []}
+    limits, counts, store = read(store_url)
+    assert store.dead_letters()[0].data == b"\xff poison"
+    store.close()
+    assert counts["deadLettered"] == 1
+    assert limits == clean_export(tmp_path, lambda_event([*STREAM, b"\xff poison"]), monkeypatch)
+
+
+def test_a_store_outage_reports_a_poison_record_too(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its dead letter was not stored either: reporting it is how it is not lost.
+    event = lambda_event([b"poison", created("L1", 1)])
+    with monkeypatch.context() as patch:
+        _failing_write(patch)
+        assert aws_lambda.handler(event) == {"batchItemFailures": [{"itemIdentifier": str(KINESIS_BASE)}]}
+    _, counts, store = read(store_url)
+    store.close()
+    assert counts["deadLettered"] == 0
+    assert aws_lambda.handler(event) == {"batchItemFailures": []}
+    _, counts, store = read(store_url)
+    store.close()
+    assert (counts["deadLettered"], counts["applied"]) == (1, 1)
+
+
+class PartialStore:
+    """A store that, like one without a transaction over many items, commits part of a batch."""
+
+    def __init__(self, inner: LimitStore, first_uncommitted: int) -> None:
+        self.inner = inner
+        self.first_uncommitted = first_uncommitted
+
+    def apply_batch(self, keys: Any, project: Any) -> Any:
+        raise CommitError(self.first_uncommitted, OSError("throttled (injected)"))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize(("failed", "reported"), [(0, 0), (1, 0), (2, 0), (3, 1), (4, 2)])
+def test_a_partial_commit_reports_the_lambda_record_of_the_first_uncommitted_one(
+    store_url: str, failed: int, reported: int
+) -> None:
+    # Lambda records: an aggregate of three user records, then two plain records.
+    data = aggregated([("u1", encode(created("L1", 1))), ("u1", encode(noise(2))), ("u1", encode(noise(3)))])
+    event = {
+        "Records": [lambda_record(data, 0), lambda_record(encode(noise(4)), 1), lambda_record(encode(noise(5)), 2)]
+    }
+    processor = aws_lambda.processor()
+    processor.store = PartialStore(processor.store, failed)  # type: ignore[arg-type]
+    response = aws_lambda.handler(event)
+    assert response == {"batchItemFailures": [{"itemIdentifier": str(KINESIS_BASE + reported)}]}
+
+
+@pytest.fixture
+def log(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """What the handler logs: its handler's stream was bound to stdout when the module was imported."""
+    buffer = io.StringIO()
+    monkeypatch.setattr(aws_lambda.logger.registered_handler, "stream", buffer)
+    return buffer
+
+
+def log_lines(log: io.StringIO) -> list[dict[str, Any]]:
+    lines = []
+    for line in log.getvalue().splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and value.get("message") in ("batch", "batch not committed"):
+            lines.append(value)
+    return lines
+
+
+def test_one_structured_log_line_per_batch(store_url: str, log: io.StringIO) -> None:
+    arrival = time.time() - 60  # the records waited a minute in the stream
+    aws_lambda.handler(lambda_event([*STREAM, b"poison"], arrival_s=arrival))
+    [line] = log_lines(log)
+    assert line["level"] == "INFO"
+    assert line["records"] == len(STREAM) + 1
+    assert {key: line[key] for key in ("applied", "skipped", "ignored", "parked", "deadLettered")} == {
+        "applied": 6,
+        "skipped": 0,
+        "ignored": 1,
+        "parked": 1,
+        "deadLettered": 1,
+    }
+    assert 59_000 <= line["recordAgeMs"]["oldest"] < 3_600_000
+    assert line["recordAgeMs"]["newest"] <= line["recordAgeMs"]["oldest"]
+    assert line["durationMs"] >= 0
+
+
+def test_the_log_line_of_a_failed_batch_names_the_reported_record(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, log: io.StringIO
+) -> None:
+    _failing_write(monkeypatch)
+    aws_lambda.handler(lambda_event([created("L1", 1)]))
+    [line] = log_lines(log)
+    assert line["level"] == "ERROR"
+    assert line["failedItem"] == str(KINESIS_BASE)
+    assert "injected" in line["error"]
+
+
+def test_sequence_numbers_beyond_64_bits_survive_as_text(store_url: str) -> None:
+    huge = 2**127 + 12345
+    record = lambda_record(b"poison", 0)
+    record["kinesis"]["sequenceNumber"] = str(huge)
+    record["eventID"] = f"{SHARD}:{huge}"
+    aws_lambda.handler({"Records": [record]})
+    _, _, store = read(store_url)
+    [letter] = store.dead_letters()
+    store.close()
+    assert letter.sequence_number == str(huge)
+    assert base64.b64decode(record["kinesis"]["data"]) == letter.data
