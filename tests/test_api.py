@@ -192,6 +192,12 @@ def test_bad_parameters_are_422_with_a_clear_message(user_client: TestClient, pa
     assert error["status"] == 422 and f"query parameter `{next(iter(params))}`" in error["message"]
 
 
+def test_a_misspelt_parameter_is_refused_not_ignored(user_client: TestClient) -> None:
+    response = user_client.get("/api/user-limits/u1", params={"types": "BET"}, headers=ADMIN)
+    assert response.status_code == 422
+    assert response.json() == {"error": {"status": 422, "message": "unknown query parameter `types`"}}
+
+
 def walk(client: TestClient, path: str, size: int, between: Any = None, **params: Any) -> list[str]:
     seen: list[str] = []
     cursor = None

@@ -22,6 +22,20 @@ def unauthorized(message: str) -> ApiError:
     return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
+async def no_unknown_query(request: Request) -> None:
+    """A misspelt parameter (``?types=BET``) is an error, not a silently unfiltered answer."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = {param.alias for param in dependant.query_params}
+    for dep in dependant.dependencies:
+        known.update(param.alias for param in dep.query_params)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise ApiError(422, f"unknown query parameter `{unknown[0]}`")
+
+
 async def get_store(request: Request) -> LimitStore:
     store: LimitStore = request.app.state.store
     return store

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
-from user_limits.api.deps import StoreDep
+from user_limits.api.deps import StoreDep, no_unknown_query
 from user_limits.api.errors import StoreUnavailable, documented
 from user_limits.api.schemas import ClientConfig, Health
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=[Depends(no_unknown_query)])
 logger = logging.getLogger("user_limits.api")
 
 

@@ -10,9 +10,9 @@ import logging
 from typing import Annotated
 
 import msgspec
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
-from user_limits.api.deps import PrincipalDep, StoreDep
+from user_limits.api.deps import PrincipalDep, StoreDep, no_unknown_query
 from user_limits.api.errors import ApiError, StoreUnavailable, documented
 from user_limits.api.pagination import MAX_CURSOR_CHARS, BadCursor, SortParam, paginate
 from user_limits.api.pagination import Query as LimitQuery
@@ -22,7 +22,7 @@ from user_limits.domain.events import LimitPeriod, LimitStatus, LimitType
 from user_limits.domain.model import UserLimit, export_dict
 from user_limits.stores.base import LimitStore
 
-router = APIRouter(prefix="/api/user-limits", tags=["user limits"])
+router = APIRouter(prefix="/api/user-limits", tags=["user limits"], dependencies=[Depends(no_unknown_query)])
 logger = logging.getLogger("user_limits.api")
 _encode = msgspec.json.Encoder().encode
 
