@@ -75,6 +75,9 @@ def _lambda_event(event: dict[str, object], name: str) -> list[StreamRecord]:
         raise InputError(f"{name}: `Records` is not a list: not a Lambda Kinesis event")
     try:
         records, _ = records_from_lambda_event(event)
-    except (KeyError, TypeError, AttributeError) as error:
+    except KeyError as error:
         raise InputError(f"{name}: not a Lambda Kinesis event: a record lacks {error}") from None
+    except (TypeError, AttributeError, ValueError) as error:
+        # ValueError: an approximateArrivalTimestamp that is not a number.
+        raise InputError(f"{name}: not a Lambda Kinesis event: {error}") from None
     return records
