@@ -1,0 +1,335 @@
+"""The DynamoDB store against a real local DynamoDB (moto's server mode, started by the suite):
+the table, the single-table layout, conditional writes, retries, and partial failures through the
+Lambda handler. The behaviour every store shares is in test_store_contract.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.servers.dynalite import DynamoDBServer
+from tests.streams import created, export, lambda_record, process, progress, records
+from user_limits import aws_lambda, synthetic
+from user_limits.codec import UserLimitFamily
+from user_limits.domain.model import UserLimit
+from user_limits.inputs import read_records
+from user_limits.replay import replay
+from user_limits.stores import dynamodb_store
+from user_limits.stores.base import LimitStore, StoreError
+from user_limits.stores.dynamodb_store import DynamoDBStore, initialize, parse_url
+from user_limits.stores.memory_store import MemoryStore
+from user_limits.stream.batch import BatchProcessor
+from user_limits.stream.kinesis_event import records_from_lambda_event
+from user_limits.stream.records import Counts, Outcome, StreamRecord
+
+pytestmark = pytest.mark.servers
+
+
+@pytest.fixture
+def store(dynamodb_store_url: str) -> Iterator[DynamoDBStore]:
+    opened = DynamoDBStore(dynamodb_store_url)
+    yield opened
+    opened.close()
+
+
+class Requests:
+    """Counts the store's DynamoDB requests and injects faults into chosen ones."""
+
+    def __init__(self, store: DynamoDBStore) -> None:
+        self.names: list[str] = []
+        self.faults: dict[tuple[str, int], Callable[[], None]] = {}
+        self.events = store._client.meta.events
+        self.events.register("before-call.dynamodb", self._before)
+
+    def _before(self, model: Any, **_: Any) -> None:
+        self.names.append(model.name)
+        fault = self.faults.pop((model.name, self.names.count(model.name)), None)
+        if fault is not None:
+            fault()
+
+    def fail(self, operation: str, nth: int, code: str = "InternalServerError", **response: Any) -> None:
+        """Make the ``nth`` ``operation`` request from now on fail with ``code``."""
+
+        def raise_error() -> None:
+            raise ClientError({"Error": {"Code": code, "Message": "injected"}, **response}, operation)
+
+        self.faults[(operation, self.names.count(operation) + nth)] = raise_error
+
+    def close(self) -> None:
+        self.events.unregister("before-call.dynamodb", self._before)
+
+
+def reference(batches: list[list[StreamRecord]]) -> MemoryStore:
+    memory = MemoryStore()
+    for batch in batches:
+        process(memory, batch)
+    return memory
+
+
+def state(store: LimitStore) -> tuple[list[dict[str, object]], dict[str, int], list[object], list[str]]:
+    letters = sorted(letter.id for letter in store.dead_letters())
+    return export(store), store.stats().as_json(), list(store.parked_events()), letters
+
+
+# -- the table
+
+
+def test_init_creates_an_on_demand_table_once(dynamodb_server: DynamoDBServer, dynamodb_credentials: None) -> None:
+    url = dynamodb_server.store_url()
+    table = parse_url(url).table
+    try:
+        first, second = initialize(url), initialize(url)
+        assert f"created DynamoDB table {table} (on-demand" in first
+        assert f"DynamoDB table {table} already exists" in second
+        store = DynamoDBStore(url)
+        description = store._client.describe_table(TableName=table)["Table"]
+        store.ping()
+        store.close()
+    finally:
+        dynamodb_server.delete_table(table)
+    assert description.get("BillingModeSummary", {}).get("BillingMode") == "PAY_PER_REQUEST"
+    assert {(key["AttributeName"], key["KeyType"]) for key in description["KeySchema"]} == {
+        ("PK", "HASH"),
+        ("SK", "RANGE"),
+    }
+
+
+def test_cli_init_then_stats(dynamodb_server: DynamoDBServer, dynamodb_credentials: None) -> None:
+    url = dynamodb_server.store_url()
+    command = [str(Path(sys.executable).with_name("user-limits"))]
+    try:
+        before = subprocess.run([*command, "stats", "--store", url], capture_output=True, text=True)
+        init = subprocess.run([*command, "init", "--store", url], capture_output=True, text=True)
+        after = subprocess.run([*command, "stats", "--store", url, "--json"], capture_output=True, text=True)
+    finally:
+        dynamodb_server.delete_table(parse_url(url).table)
+    assert before.returncode == 2 and "Traceback" not in before.stderr
+    assert f"run `user-limits init --store {url}`" in before.stderr
+    assert init.returncode == 0 and "created DynamoDB table" in init.stdout, init.stderr
+    assert after.returncode == 0, after.stderr
+    assert '"applied": 0' in after.stdout
+
+
+def test_opening_a_missing_table_says_to_run_init(dynamodb_server: DynamoDBServer, dynamodb_credentials: None) -> None:
+    url = dynamodb_server.store_url()
+    with pytest.raises(StoreError) as raised:
+        DynamoDBStore(url)
+    message = str(raised.value)
+    assert "does not exist" in message and f"run `user-limits init --store {url}`" in message
+    assert "\n" not in message
+
+
+def test_the_url_names_table_region_and_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    location = parse_url("dynamodb://limits?region=eu-north-1&endpoint=http://127.0.0.1:8000")
+    assert (location.table, location.region, location.endpoint) == ("limits", "eu-north-1", "http://127.0.0.1:8000")
+    with pytest.raises(StoreError, match="no AWS region"):
+        parse_url("dynamodb://limits")
+    with pytest.raises(StoreError, match="bad DynamoDB table name"):
+        parse_url("dynamodb://a!?region=eu-north-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    assert parse_url("dynamodb://limits").region == "eu-west-1"
+    monkeypatch.setenv("AWS_REGION", "us-west-2")
+    assert (parse_url("dynamodb://limits").region, parse_url("dynamodb://limits").endpoint) == ("us-west-2", None)
+
+
+# -- the layout
+
+
+def test_a_users_limits_are_one_partition_read_with_one_query(store: DynamoDBStore) -> None:
+    process(store, records([created("L2", 1, value="9800.00"), created("L1", 2), created("L3", 1, user_id="u2")]))
+    items = store._client.query(
+        TableName=store.table, KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": "USER#u1"}}
+    )["Items"]
+    assert [item["SK"]["S"] for item in items] == ["LIMIT#L1", "LIMIT#L2"]
+    assert items[1]["value"] == {"S": "9800.00"}  # a string: a number would lose the scale
+
+    requests = Requests(store)
+    limits = store.user_limits("u1")
+    requests.close()
+    assert [limit.user_limit_id for limit in limits] == ["L1", "L2"]
+    assert requests.names == ["Query"]
+
+
+def test_a_batch_reads_limits_and_parked_events_together(store: DynamoDBStore) -> None:
+    process(store, records([progress("L1", 5, "5", "0")]))  # parked
+    requests = Requests(store)
+    process(store, records([created("L1", 1), progress("L2", 2, "1", "0", user_id="u2")], 10))
+    requests.close()
+    # One BatchGetItem for both limits and their parked items; one transaction; the asOf maximum.
+    assert requests.names == ["BatchGetItem", "TransactWriteItems", "UpdateItem"]
+    assert [event.key for event in store.parked_events()] == ["L2"]
+    limit = store.user_limit("u1", "L1")
+    assert limit is not None and (limit.last_sequence_number, str(limit.progress)) == (5, "5")
+
+
+# -- conditional writes
+
+
+def test_a_stale_outcome_cannot_move_a_limit_backwards_and_the_rest_is_written(store: DynamoDBStore) -> None:
+    process(store, records([created("L1", 1), progress("L1", 2, "20", "0"), progress("L1", 3, "10", "20")]))
+    current = store.user_limit("u1", "L1")
+    assert current is not None
+    # Another writer computed an older state of L1 (and a new limit L9) from an old snapshot.
+    stale = UserLimit(**{**{f: getattr(current, f) for f in current.__struct_fields__}, "last_sequence_number": 2})
+    fresh = UserLimit(**{**{f: getattr(current, f) for f in current.__struct_fields__}, "user_limit_id": "L9"})
+    outcome: Outcome[UserLimit] = Outcome(
+        states={"L1": stale, "L9": fresh},
+        touched={"L1": (None, 0), "L9": (None, 1)},
+        applied_by_key={"L1": 2, "L9": 1},
+        counts=Counts(applied=3),
+        size=2,
+    )
+
+    committed = store.apply_batch({"L1": "u1", "L9": "u1"}, lambda snapshot: outcome)
+
+    assert store.user_limit("u1", "L1") == current  # the newer state won
+    assert store.user_limit("u1", "L9") == fresh  # the rest was retried and written
+    assert (committed.counts.applied, committed.counts.skipped) == (1, 2)
+    assert (store.stats().applied, store.stats().skipped) == (4, 2)
+
+
+# -- failures and retries
+
+
+def test_a_batch_failing_in_its_first_write_commits_nothing_and_its_retry_counts_once(store: DynamoDBStore) -> None:
+    batch = records([created("L1", 1), progress("L1", 2, "1", "0"), progress("L1", 2, "1", "0"), b"{poison"])
+    requests = Requests(store)
+    requests.fail("TransactWriteItems", 1)
+    failed = BatchProcessor(UserLimitFamily(), store).process(batch)
+    requests.close()
+    assert failed.first_failed == 0 and isinstance(failed.error, ClientError)
+    assert state(store) == state(MemoryStore())
+
+    process(store, batch)  # Lambda's retry
+    assert state(store) == state(reference([batch]))
+    process(store, batch)  # delivered once more: nothing applied twice
+    assert state(store) == state(reference([batch, batch]))
+
+
+def test_unprocessed_keys_and_transaction_conflicts_are_retried(store: DynamoDBStore) -> None:
+    batch = records([created("L1", 1), created("L2", 2), progress("L1", 3, "1", "0")])
+    client = store._client
+    hits: list[str] = []
+
+    def nothing_processed(parsed: dict[str, Any], **_: Any) -> None:
+        if not hits:  # the first read: DynamoDB processed none of the keys
+            hits.append("unprocessed")
+            parsed["UnprocessedKeys"] = {store.table: {"Keys": requested[0], "ConsistentRead": True}}
+            parsed["Responses"] = {store.table: []}
+
+    requested: list[Any] = []
+
+    def remember(params: dict[str, Any], **_: Any) -> None:
+        requested.append(params["RequestItems"][store.table]["Keys"])
+
+    client.meta.events.register("before-parameter-build.dynamodb.BatchGetItem", remember)
+    client.meta.events.register("after-call.dynamodb.BatchGetItem", nothing_processed)
+    requests = Requests(store)
+    requests.fail(
+        "TransactWriteItems",
+        1,
+        "TransactionCanceledException",
+        CancellationReasons=[{"Code": "TransactionConflict"}, {"Code": "None"}, {"Code": "None"}],
+    )
+    try:
+        process(store, batch)
+    finally:
+        requests.close()
+        client.meta.events.unregister("before-parameter-build.dynamodb.BatchGetItem", remember)
+        client.meta.events.unregister("after-call.dynamodb.BatchGetItem", nothing_processed)
+    assert hits == ["unprocessed"]
+    assert requests.names.count("BatchGetItem") == 2 and requests.names.count("TransactWriteItems") == 2
+    assert state(store) == state(reference([batch]))
+
+
+def lambda_events(stream: list[synthetic.SyntheticRecord], size: int) -> list[dict[str, Any]]:
+    all_records = [lambda_record(r.data, n, partition_key=r.partition_key) for n, r in enumerate(stream)]
+    return [{"Records": all_records[start : start + size]} for start in range(0, len(all_records), size)]
+
+
+@pytest.mark.parametrize("failing_transaction", [2, 4])
+def test_a_partial_failure_is_reported_and_redelivery_equals_a_clean_run(
+    dynamodb_store_url: str, monkeypatch: pytest.MonkeyPatch, failing_transaction: int
+) -> None:
+    # Few actions a transaction, so that one small batch takes several.
+    monkeypatch.setattr(dynamodb_store, "TRANSACTION_ACTIONS", 6)
+    stream = synthetic.generate(180, users=12, seed=3, orphan_rate=0.05, poison_rate=0.03, duplicate_rate=0.05)
+    events = lambda_events(stream, 60)
+    batches = [records_from_lambda_event(event)[0] for event in events]
+    clean = reference(batches)
+
+    monkeypatch.setenv("USER_LIMITS_STORE", dynamodb_store_url)
+    aws_lambda.reset()
+    try:
+        store = aws_lambda.processor().store
+        assert isinstance(store, DynamoDBStore)
+        requests = Requests(store)
+        assert aws_lambda.handler(events[0]) == {"batchItemFailures": []}
+        requests.fail("TransactWriteItems", failing_transaction)
+        response = aws_lambda.handler(events[1])
+        applied_before_redelivery = store.stats().applied
+
+        failures = response["batchItemFailures"]
+        sequence_numbers = [record["kinesis"]["sequenceNumber"] for record in events[1]["Records"]]
+        assert len(failures) == 1
+        first_failed = sequence_numbers.index(failures[0]["itemIdentifier"])
+        assert first_failed > 0  # part of the batch is committed ...
+        assert applied_before_redelivery < reference(batches[:2]).stats().applied  # ... and part is not
+
+        # Lambda re-delivers the batch from the reported record on.
+        retry = {"Records": events[1]["Records"][first_failed:]}
+        assert aws_lambda.handler(retry) == {"batchItemFailures": []}
+        assert aws_lambda.handler(events[2]) == {"batchItemFailures": []}
+        requests.close()
+        final = store
+        assert export(final) == export(clean)
+        assert final.stats().applied == clean.stats().applied
+        assert (final.stats().parked, final.stats().dead_lettered) == (
+            clean.stats().parked,
+            clean.stats().dead_lettered,
+        )
+        assert final.parked_events() == clean.parked_events()
+        assert sorted(letter.id for letter in final.dead_letters()) == sorted(
+            letter.id for letter in clean.dead_letters()
+        )
+    finally:
+        aws_lambda.reset()
+
+
+def test_a_record_larger_than_an_item_is_dead_lettered_truncated(store: DynamoDBStore) -> None:
+    huge = b"{" + b"x" * 500_000
+    process(store, records([huge, created("L1", 1)]))
+    (letter,) = store.dead_letters()
+    assert letter.data == huge[: dynamodb_store.MAX_ITEM_DATA] and letter.reason.startswith("invalid envelope")
+    assert letter.sequence_number is not None and store.user_limit("u1", "L1") is not None
+
+
+# -- the shared sample
+
+
+def test_the_shared_sample_gives_the_expected_outcome(
+    store: DynamoDBStore, shared_sample: list[dict[str, object]]
+) -> None:
+    from tests.conftest import SHARED_SAMPLE
+
+    sample = read_records(SHARED_SAMPLE)
+    counts = replay(store, sample)
+    limits = export(store)
+    assert [(limit["type"], limit["progress"]) for limit in limits] == [("DEPOSIT", "0")] * 3
+    assert (counts.applied, counts.ignored, counts.parked) == (9, 6, 2)
+    assert store.stats().as_json() == {"applied": 9, "skipped": 0, "ignored": 6, "parked": 2, "deadLettered": 0}
+    assert limits == export(reference([sample]))
+    resets = {
+        event["payload"]["userLimitId"]: event["payload"]["nextResetTime"]  # type: ignore[index]
+        for event in shared_sample
+        if event["type"] == "USER_LIMIT_RESET"
+    }
+    assert all(limit["nextResetTime"] == resets[limit["userLimitId"]] for limit in limits)
