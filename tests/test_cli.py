@@ -1,0 +1,348 @@
+"""The command line: every projection command, and every bad input (one line on stderr, a non-zero
+exit, no traceback, nothing already committed lost).
+
+Most tests run ``main()`` in process for speed; the bad inputs and the demo run the real
+console script in a subprocess.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+from tests.streams import KINESIS_BASE, SHARD, STREAM_ARN, created, encode, lambda_event, noise, progress, reset
+from user_limits.cli import main
+from user_limits.domain.model import EXPORT_FIELDS
+
+STREAM = [
+    progress("L2", 9, "5", "1", user_id="u2"),  # an orphan, parked for good
+    created("L1", 1, value="9800.00", next_reset=None),
+    progress("L1", 2, "0.10", "12.30"),
+    noise(3),
+    created("L0", 4, user_id="u2", type_="LOSS", period="WEEK", activeUntil=1_900_000_000_000),
+    reset("L0", 5, next_reset=1_800_000_000_000, user_id="u2"),
+    created("La", 6, value="50"),
+]
+EXPECTED_EXPORT = [
+    ("L0", "u2", "LOSS", "WEEK", "100.00", "0", 1_900_000_000_000, 1_800_000_000_000),
+    ("L1", "u1", "DEPOSIT", "DAY", "9800.00", "12.40", None, None),
+    ("La", "u1", "DEPOSIT", "DAY", "50", "0", None, created("La", 6)["payload"]["nextResetTime"]),
+]
+
+
+class Run(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> Run:
+    """``user-limits ARGS`` in process, through the same ``main`` the console script calls."""
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["user-limits", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    captured = capsys.readouterr()
+    return Run(code, captured.out, captured.err)
+
+
+def console_script() -> list[str]:
+    script = Path(sys.executable).parent / "user-limits"
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "from user_limits.cli import main; main()"]
+
+
+def subprocess_cli(*args: str, cwd: Path) -> Run:
+    done = subprocess.run([*console_script(), *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    monkeypatch.delenv("USER_LIMITS_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)  # the default store, if a test forgot --store, lands here
+
+    def invoke(*args: str) -> Run:
+        return cli(capsys, monkeypatch, *args)
+
+    return invoke
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def write_array(path: Path, values: list[Any]) -> Path:
+    path.write_bytes(b"[" + b",\n".join(encode(v) for v in values) + b"]")
+    return path
+
+
+def write_lines(path: Path, values: list[Any]) -> Path:
+    path.write_bytes(b"\n".join(encode(v) for v in values) + b"\n")
+    return path
+
+
+def exported(run: Any, store: str) -> list[dict[str, Any]]:
+    result = run("export", "--store", store)
+    assert result.code == 0, result.err
+    value: list[dict[str, Any]] = json.loads(result.out)
+    return value
+
+
+# -- replay and export
+
+
+@pytest.mark.parametrize("batch_size", ["1", "2", "1000"])
+@pytest.mark.parametrize("form", ["array", "lines", "lambda"])
+def test_replay_every_format_and_batch_size(run: Any, store: str, tmp_path: Path, form: str, batch_size: str) -> None:
+    path = tmp_path / f"events.{form}"
+    if form == "array":
+        write_array(path, STREAM)
+    elif form == "lines":
+        write_lines(path, STREAM)
+    else:
+        path.write_text(json.dumps(lambda_event(STREAM)))
+    result = run("replay", str(path), "--store", store, "--batch-size", batch_size)
+    assert result.code == 0, result.err
+    assert result.out.strip() == f"{path}: 7 records: applied 5, skipped 0, ignored 1, parked 1, dead-lettered 0"
+    limits = exported(run, store)
+    keys = ("userLimitId", "userId", "type", "period", "value", "progress", "activeUntil", "nextResetTime")
+    assert [tuple(limit[k] for k in keys) for limit in limits] == EXPECTED_EXPORT
+
+
+def test_export_has_exactly_the_exported_fields_sorted_with_nulls(run: Any, store: str, tmp_path: Path) -> None:
+    run("replay", str(write_array(tmp_path / "e.json", STREAM)), "--store", store)
+    result = run("export", "--store", store)
+    limits = json.loads(result.out)
+    assert all(list(limit) == list(EXPORT_FIELDS) for limit in limits)
+    assert [limit["userLimitId"] for limit in limits] == ["L0", "L1", "La"]
+    assert limits[1] == {
+        "userLimitId": "L1",
+        "userId": "u1",
+        "brandId": "brand-1",
+        "type": "DEPOSIT",
+        "period": "DAY",
+        "status": "ACTIVE",
+        "value": "9800.00",
+        "progress": "12.40",
+        "currencyCode": "SEK",
+        "activeFrom": created("L1", 1)["payload"]["activeFrom"],
+        "activeUntil": None,
+        "nextResetTime": None,
+        "createdAt": created("L1", 1)["createdAt"],
+    }
+    assert '"value":"9800.00"' in result.out  # decimals as strings, never numbers
+
+
+def test_export_of_an_empty_store_is_an_empty_array(run: Any, store: str) -> None:
+    assert exported(run, store) == []
+
+
+def test_replaying_twice_changes_nothing(run: Any, store: str, tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "e.jsonl", STREAM)
+    run("replay", str(path), "--store", store)
+    first = exported(run, store)
+    result = run("replay", str(path), "--store", store, "--batch-size", "3")
+    assert "applied 0, skipped 6, ignored 1, parked 0" in result.out  # the orphan is parked already
+    assert exported(run, store) == first
+
+
+def test_replay_of_several_files_in_order(run: Any, store: str, tmp_path: Path) -> None:
+    first = write_array(tmp_path / "a.json", STREAM[:2])
+    second = write_lines(tmp_path / "b.jsonl", STREAM[2:])
+    result = run("replay", str(first), str(second), "--store", store)
+    assert result.code == 0
+    assert [line.split(":")[0] for line in result.out.splitlines()] == [str(first), str(second)]
+    assert [limit["progress"] for limit in exported(run, store)] == ["0", "12.40", "0"]
+
+
+def test_the_store_comes_from_the_environment(
+    run: Any, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USER_LIMITS_STORE", store)
+    run("replay", str(write_array(tmp_path / "e.json", STREAM)))
+    monkeypatch.delenv("USER_LIMITS_STORE")
+    assert len(exported(run, store)) == 3
+
+
+# -- show, parked, dead-letters, stats, init
+
+
+def test_show_json(run: Any, store: str, tmp_path: Path) -> None:
+    run("replay", str(write_array(tmp_path / "e.json", STREAM)), "--store", store)
+    result = run("show", "u1", "--json", "--store", store)
+    limits = json.loads(result.out)
+    assert [(x["userLimitId"], x["remaining"], x["usedPercent"]) for x in limits] == [
+        ("L1", "9787.60", "0.13"),
+        ("La", "50", "0.00"),
+    ]
+    assert json.loads(run("show", "nobody", "--json", "--store", store).out) == []
+
+
+def test_show_table(run: Any, store: str, tmp_path: Path) -> None:
+    run("replay", str(write_array(tmp_path / "e.json", STREAM)), "--store", store)
+    result = run("show", "u1", "--store", store)
+    assert result.code == 0
+    assert "user u1" in result.out
+    assert "9800.00 SEK" in result.out and "12.40" in result.out
+
+
+def test_show_of_an_unknown_user_is_one_line(run: Any, store: str) -> None:
+    result = run("show", "nobody", "--store", store)
+    assert result.code != 0
+    assert result.err.strip() == "user-limits: error: no limits for user 'nobody'"
+
+
+def test_parked_json_gives_whole_envelopes(run: Any, store: str, tmp_path: Path) -> None:
+    run("replay", str(write_array(tmp_path / "e.json", STREAM)), "--store", store)
+    assert json.loads(run("parked", "--json", "--store", store).out) == [STREAM[0]]
+    table = run("parked", "--store", store).out
+    assert "L2" in table and "1 parked" in table
+
+
+def test_dead_letters_json_has_reason_bytes_and_coordinates(run: Any, store: str, tmp_path: Path) -> None:
+    event = lambda_event(
+        [created("L1", 1), b"\xff\xfe raw", progress("L1", 2, "NaN", "0")], 10, arrival_s=1_700_000_000
+    )
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    run("replay", str(path), "--store", store)
+    letters = json.loads(run("dead-letters", "--json", "--store", store).out)
+    assert len(letters) == 2
+    first = next(letter for letter in letters if letter["sequenceNumber"] == str(KINESIS_BASE + 11))
+    assert base64.b64decode(first["data"]) == b"\xff\xfe raw"
+    assert "UTF-8" in first["reason"]
+    assert first == {
+        "reason": first["reason"],
+        "data": first["data"],
+        "streamArn": STREAM_ARN,
+        "shardId": SHARD,
+        "partitionKey": "u1",
+        "sequenceNumber": str(KINESIS_BASE + 11),
+        "subSequenceNumber": None,
+        "arrivalTime": 1_700_000_000_000,
+    }
+    second = next(letter for letter in letters if letter is not first)
+    assert "amount" in second["reason"]
+    assert json.loads(base64.b64decode(second["data"])) == progress("L1", 2, "NaN", "0")
+    assert "2 dead letters" in run("dead-letters", "--store", store).out
+
+
+def test_stats_json(run: Any, store: str, tmp_path: Path) -> None:
+    run("replay", str(write_array(tmp_path / "e.json", [*STREAM, STREAM[2]])), "--store", store)
+    assert json.loads(run("stats", "--json", "--store", store).out) == {
+        "applied": 5,
+        "skipped": 1,
+        "ignored": 1,
+        "parked": 1,
+        "deadLettered": 0,
+    }
+    assert run("stats", "--store", store).out.strip() == "applied 5, skipped 1, ignored 1, parked 1, dead-lettered 0"
+
+
+def test_init_creates_a_sqlite_store(run: Any, tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    result = run("init", "--store", f"sqlite:///{path}")
+    assert result.code == 0
+    assert result.out.strip() == f"sqlite:///{path}: ready"
+    assert path.is_file()
+    assert json.loads(run("stats", "--json", "--store", f"sqlite:///{path}").out)["applied"] == 0
+
+
+def test_demo_replays_the_bundled_sample(run: Any, store: str, tmp_path: Path) -> None:
+    bundled = tmp_path / "bundled.json"
+    bundled.write_bytes(files("user_limits.data").joinpath("sample_events.json").read_bytes())
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    replayed = run("replay", str(bundled), "--store", reference).out
+    result = run("demo", "--store", store)
+    assert result.code == 0
+    assert f"into {store}" in result.out
+    assert f"this run: {replayed.split(': ', 1)[1].split(': ', 1)[1].strip()}" in result.out
+    assert exported(run, store) == exported(run, reference)
+    users = {limit["userId"] for limit in exported(run, store)}
+    assert all(f"user {user}" in result.out for user in users)
+    # Again: everything is a duplicate now.
+    assert "this run: applied 0," in run("demo", "--store", store).out
+    assert exported(run, store) == exported(run, reference)
+
+
+def test_demo_in_a_real_process(tmp_path: Path) -> None:
+    result = subprocess_cli("demo", "--store", "memory://", cwd=tmp_path)
+    assert result.code == 0, result.err
+    assert result.err == ""
+    assert "Replayed the bundled sample" in result.out
+    assert "store totals: applied" in result.out
+
+
+# -- bad input
+
+
+def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    """name -> (arguments, what the error line says). Root reads a chmod 000 file, so an unreadable
+    path is a path through a regular file (ENOTDIR), which the kernel refuses to anyone."""
+    good = write_array(tmp_path / "good.json", STREAM)
+    (tmp_path / "empty.json").write_bytes(b"")
+    (tmp_path / "malformed.json").write_bytes(b"[" + encode(STREAM[1]) + b",")
+    (tmp_path / "bad.jsonl").write_bytes(encode(STREAM[1]) + b"\n{nope\n")
+    (tmp_path / "folder").mkdir()
+    store = ["--store", f"sqlite:///{tmp_path / 'cli.db'}"]
+    return {
+        "missing file": (["replay", str(tmp_path / "missing.json"), *store], "No such file"),
+        "unreadable file": (["replay", str(good / "child.json"), *store], "cannot read"),
+        "folder": (["replay", str(tmp_path / "folder"), *store], "is a folder"),
+        "malformed JSON": (["replay", str(tmp_path / "malformed.json"), *store], "malformed JSON"),
+        "bad JSON Lines line": (["replay", str(tmp_path / "bad.jsonl"), *store], "line 2: malformed JSON"),
+        "empty file": (["replay", str(tmp_path / "empty.json"), *store], "empty file"),
+        "good then bad file": (["replay", str(good), str(tmp_path / "bad.jsonl"), *store], "line 2"),
+        "unknown store URL": (["replay", str(good), "--store", "mongodb://x"], "unknown store URL scheme 'mongodb'"),
+        "store URL without a scheme": (["export", "--store", "user-limits.db"], "bad store URL"),
+        "SQLite path in a missing folder": (
+            ["replay", str(good), "--store", f"sqlite:///{tmp_path / 'no' / 'such' / 'x.db'}"],
+            "does not exist",
+        ),
+        "SQLite store that is a folder": (["export", "--store", f"sqlite:///{tmp_path / 'folder'}"], "cannot open"),
+    }
+
+
+BAD_NAMES = [
+    "missing file",
+    "unreadable file",
+    "folder",
+    "malformed JSON",
+    "bad JSON Lines line",
+    "empty file",
+    "good then bad file",
+    "unknown store URL",
+    "store URL without a scheme",
+    "SQLite path in a missing folder",
+    "SQLite store that is a folder",
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_input_is_one_line_and_loses_nothing(run: Any, store: str, tmp_path: Path, name: str) -> None:
+    good = write_array(tmp_path / "first.json", STREAM[:3])
+    run("replay", str(good), "--store", store)
+    before = exported(run, store), run("stats", "--json", "--store", store).out
+    args, expected = bad_inputs(tmp_path)[name]
+    result = subprocess_cli(*args, cwd=tmp_path)
+    assert result.code != 0
+    assert "Traceback" not in result.err
+    assert len(result.err.splitlines()) == 1, result.err
+    assert result.err.startswith("user-limits: error: ")
+    assert expected in result.err
+    assert result.out == ""
+    assert (exported(run, store), run("stats", "--json", "--store", store).out) == before
+    assert not (tmp_path / "user-limits.db").exists()  # no store was created by accident
