@@ -263,3 +263,20 @@ def test_optional_next_reset_time_may_be_absent_or_null() -> None:
         event = family.decode(data)
         assert event is not None and isinstance(event.payload, LimitCreated)
         assert event.payload.next_reset_time is None
+
+
+DEEP = b'{"a":' * 100_000 + b"1" + b"}" * 100_000  # 1.1 MB at most in a Kinesis record; this is 600 kB
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        DEEP,
+        encode(noise(1)).replace(b'"payload": {', b'"payload": {"deep": ' + DEEP + b", "),
+        encode(created("L1", 1)).replace(b'"payload": {', b'"payload": {"deep": ' + DEEP + b", "),
+        encode(noise(1)).replace(b'"context": {}', b'"context": {"deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+    ],
+)
+def test_deeply_nested_json_is_dead_lettered_not_a_crash(data: bytes) -> None:
+    # Anything but InvalidRecord would fail the whole batch, and Lambda would retry it for ever.
+    assert "invalid" in reason(data)

@@ -288,3 +288,12 @@ def test_sequence_numbers_beyond_64_bits_survive_as_text(store_url: str) -> None
     store.close()
     assert letter.sequence_number == str(huge)
     assert base64.b64decode(record["kinesis"]["data"]) == letter.data
+
+
+def test_a_deeply_nested_record_is_a_dead_letter_not_a_failed_batch(store_url: str) -> None:
+    deep = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    response = aws_lambda.handler(lambda_event([created("L1", 1), deep, progress("L1", 2, "1", "0")]))
+    assert response == {"batchItemFailures": []}
+    limits, counts, store = read(store_url)
+    store.close()
+    assert (counts["deadLettered"], limits[0]["progress"]) == (1, "1")

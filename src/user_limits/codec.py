@@ -30,7 +30,9 @@ _payloads: dict[str, msgspec.json.Decoder[Payload]] = {
     name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()
 }
 _OPEN_BRACE = ord("{")
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
+# RecursionError: JSON nested deeper than msgspec's stack allows, even in a field it skips. It must
+# become a dead letter like any other bad record, or the batch fails and is retried for ever.
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
 def decode_envelope(data: bytes) -> Envelope:
