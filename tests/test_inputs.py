@@ -112,3 +112,16 @@ def test_a_file_without_read_permission(tmp_path: Path) -> None:
     path.chmod(0)
     with pytest.raises(InputError, match="cannot read: Permission denied"):
         read_records(path)
+
+
+DEEP = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+
+
+def test_a_deeply_nested_record_in_json_lines_is_kept_for_a_dead_letter() -> None:
+    assert [record.data for record in parse_records(ONE + b"\n" + DEEP + b"\n")] == [ONE, DEEP]
+    assert [record.data for record in parse_records(DEEP)] == [DEEP]
+
+
+def test_a_deeply_nested_json_array_is_one_clear_error() -> None:
+    with pytest.raises(InputError, match=r"^events\.json: malformed JSON"):
+        parse_records(b"[" + ONE + b", " + DEEP + b"]", "events.json")

@@ -38,16 +38,17 @@ def parse_records(data: bytes, name: str = "input") -> list[StreamRecord]:
     if text[:1] == b"[":
         try:
             items = msgspec.json.decode(data, type=list[msgspec.Raw])
-        except msgspec.DecodeError as error:
+        except (msgspec.DecodeError, RecursionError) as error:
             raise InputError(f"{name}: malformed JSON: {error}") from None
         return [StreamRecord(bytes(item)) for item in items]
     if text[:1] != b"{":
         raise InputError(f"{name}: expected a JSON array, JSON Lines or a Lambda Kinesis event")
     try:
         whole = msgspec.json.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         # Not one JSON value: JSON Lines, one envelope a line (blank lines allowed). msgspec raises
-        # UnicodeDecodeError for bad UTF-8 inside a string: that one record is dead-lettered later.
+        # UnicodeDecodeError for bad UTF-8 inside a string and RecursionError for JSON nested too
+        # deep: such a record is dead-lettered later.
         return _json_lines(data.splitlines(), name)
     if isinstance(whole, dict) and "Records" in whole:
         return _lambda_event(whole, name)
@@ -62,8 +63,8 @@ def _json_lines(lines: list[bytes], name: str) -> list[StreamRecord]:
             continue
         try:
             msgspec.json.decode(line)
-        except UnicodeDecodeError:
-            pass  # well-formed but not UTF-8: kept, and dead-lettered as rule 1 says
+        except (UnicodeDecodeError, RecursionError):
+            pass  # not UTF-8 or nested too deep: kept, and dead-lettered as rule 1 says
         except msgspec.DecodeError as error:
             raise InputError(f"{name}: line {number}: malformed JSON: {error}") from None
         records.append(StreamRecord(line))
