@@ -119,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Quick run: smaller inputs, one run each; figures are indicative only.")
     print()
     print(report["table"])
+    for name in chosen:
+        for note in results[name].get("notes", ()):
+            print(f"\n- {note}", end="")
+    print()
     print(f"\nResults: {args.results}  ({report['seconds']} s)")
     # Missed speed targets are reported, not failed; a reference that disagrees with the product is.
     handler = results.get("handler", {})
