@@ -116,6 +116,15 @@ def test_unusable_tokens_are_401(hs_client: TestClient, headers: dict[str, str],
     assert response.json() == {"error": {"status": 401, "message": message}}
 
 
+def test_a_verified_token_is_refused_once_it_expires(store: LimitStore) -> None:
+    client = TestClient(create_app(Settings(jwt_secret=SECRET, jwt_leeway=0), store))
+    short_lived = hs256(exp=int(time.time()) + 2)
+    assert client.get(PATH, headers=bearer(short_lived)).status_code == 200  # verified, and remembered
+    time.sleep(3.1)
+    response = client.get(PATH, headers=bearer(short_lived))
+    assert response.status_code == 401 and response.json()["error"]["message"] == "token expired"
+
+
 def test_audience_and_issuer_are_checked_when_configured(store: LimitStore) -> None:
     client = TestClient(
         create_app(Settings(jwt_secret=SECRET, jwt_audience="user-limits", jwt_issuer="https://idp.test/"), store)

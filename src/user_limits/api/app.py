@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from user_limits import __version__
 from user_limits.api import errors
+from user_limits.api.deps import StoreReader
 from user_limits.api.routers import health, user_limits
 from user_limits.api.security import build_verifier
 from user_limits.api.settings import Settings, load_settings
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, store: LimitStore | None = None
         lifespan=lifespan,
     )
     app.state.store = opened
+    app.state.reader = StoreReader(opened)
     app.state.verifier = verifier
     errors.install(app)
     app.include_router(user_limits.router)

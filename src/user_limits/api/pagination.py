@@ -43,15 +43,6 @@ SortKey = Literal[
     "updatedAt",
 ]
 SORT_KEYS: tuple[str, ...] = get_args(SortKey)
-SortParam = Literal[  # every key, ascending or descending ("-" prefix)
-    "userLimitId", "-userLimitId", "brandId", "-brandId", "type", "-type", "period", "-period",
-    "status", "-status", "value", "-value", "progress", "-progress", "remaining", "-remaining",
-    "usedPercent", "-usedPercent", "currencyCode", "-currencyCode", "activeFrom", "-activeFrom",
-    "activeUntil", "-activeUntil", "nextResetTime", "-nextResetTime", "createdAt", "-createdAt",
-    "updatedAt", "-updatedAt",
-]  # fmt: skip
-assert set(get_args(SortParam)) == {prefix + key for key in SORT_KEYS for prefix in ("", "-")}
-
 _SORT_VALUE: dict[str, Callable[[UserLimit], Any]] = {
     "userLimitId": lambda limit: limit.user_limit_id,
     "brandId": lambda limit: limit.brand_id,

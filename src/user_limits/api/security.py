@@ -9,6 +9,9 @@ a token whose ``scope`` holds ``user-limits:admin`` may read anyone's.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +21,10 @@ from user_limits.api.settings import ConfigError, Settings
 
 ADMIN_SCOPE = "user-limits:admin"
 MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key is at least as long as the hash
+# Clients send the same token on every call (the page polls): a verified token is remembered,
+# bounded in number and time, so that a JWKS key withdrawn upstream stops working within a minute.
+CACHE_SIZE = 4096
+CACHE_SECONDS = 60.0
 
 logger = logging.getLogger("user_limits.api")
 
@@ -79,6 +86,9 @@ class TokenVerifier:
         self.issuer = settings.jwt_issuer
         self.leeway = settings.jwt_leeway
         self._options: Any = {"require": ["exp"], "verify_aud": self.audience is not None}
+        # token -> (principal, until when it may be served from here: monotonic seconds)
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._lock = threading.Lock()  # JWKS verification runs in the thread pool
 
     @property
     def fetches_keys(self) -> bool:
@@ -99,6 +109,24 @@ class TokenVerifier:
             raise AuthError("invalid token") from None
 
     def verify(self, token: str) -> Principal:
+        now = time.monotonic()
+        cached = self._verified.get(token)
+        if cached is not None:
+            if now < cached[1]:
+                return cached[0]
+            self._verified.pop(token, None)
+        principal, expires_at = self._check(token)
+        # Served from the cache only while the token is unexpired (by the wall clock, with the
+        # same leeway the check allows) and for at most CACHE_SECONDS.
+        until = now + min(CACHE_SECONDS, expires_at + self.leeway - time.time())
+        if until > now:
+            with self._lock:
+                self._verified[token] = (principal, until)
+                if len(self._verified) > CACHE_SIZE:
+                    self._verified.popitem(last=False)
+        return principal
+
+    def _check(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -120,7 +148,8 @@ class TokenVerifier:
         except jwt.InvalidTokenError:
             raise AuthError("invalid token") from None
         subject = claims.get("sub")
-        return Principal(subject if isinstance(subject, str) else None, ADMIN_SCOPE in _scopes(claims))
+        principal = Principal(subject if isinstance(subject, str) else None, ADMIN_SCOPE in _scopes(claims))
+        return principal, float(claims["exp"])
 
 
 def build_verifier(settings: Settings) -> TokenVerifier | None:

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, Depends, Request
 
-from user_limits.api.deps import StoreDep, no_unknown_query
-from user_limits.api.errors import StoreUnavailable, documented
+from user_limits.api.deps import StoreReaderDep
+from user_limits.api.errors import documented
+from user_limits.api.params import no_query
 from user_limits.api.schemas import ClientConfig, Health
 
-router = APIRouter(tags=["health"], dependencies=[Depends(no_unknown_query)])
-logger = logging.getLogger("user_limits.api")
+router = APIRouter(tags=["health"], dependencies=[Depends(no_query)])
 
 
 @router.get("/healthz", response_model=Health, responses=documented(503))
-def healthz(store: StoreDep) -> Health:
+async def healthz(read: StoreReaderDep) -> Health:
     """200 when the store answers, 503 when it does not."""
-    try:
-        store.ping()
-    except Exception:
-        logger.exception("health check: the store does not answer")
-        raise StoreUnavailable() from None
+    await read(lambda store: store.ping())
     return Health(status="ok")
 
 

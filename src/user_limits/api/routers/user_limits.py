@@ -6,27 +6,24 @@ schemas document the format, and the tests check the answers against them.
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import msgspec
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Response
 
-from user_limits.api.deps import PrincipalDep, StoreDep, no_unknown_query
-from user_limits.api.errors import ApiError, StoreUnavailable, documented
-from user_limits.api.pagination import MAX_CURSOR_CHARS, BadCursor, SortParam, paginate
-from user_limits.api.pagination import Query as LimitQuery
+from user_limits.api.deps import PrincipalDep, StoreReaderDep
+from user_limits.api.errors import ApiError, documented
+from user_limits.api.pagination import BadCursor, Query, paginate
+from user_limits.api.params import LIST_PARAMETERS, ListParams, list_params, no_query
 from user_limits.api.schemas import UserLimitOut, UserLimitPage
 from user_limits.api.security import Principal
-from user_limits.domain.events import LimitPeriod, LimitStatus, LimitType
 from user_limits.domain.model import UserLimit, export_dict
-from user_limits.stores.base import LimitStore
 
-router = APIRouter(prefix="/api/user-limits", tags=["user limits"], dependencies=[Depends(no_unknown_query)])
-logger = logging.getLogger("user_limits.api")
+router = APIRouter(prefix="/api/user-limits", tags=["user limits"])
 _encode = msgspec.json.Encoder().encode
 
 UserIdPath = Annotated[str, Path(min_length=1, max_length=256, description="The player's userId")]
+ListParamsDep = Annotated[ListParams, Depends(list_params)]
 
 
 def wire(limit: UserLimit) -> dict[str, object]:
@@ -47,41 +44,21 @@ def _authorise(principal: Principal, user_id: str) -> None:
         raise ApiError(403, "this token may not read this user's limits")
 
 
-def _read_user(store: LimitStore, user_id: str) -> tuple[list[UserLimit], int | None]:
-    try:
-        return store.user_limits(user_id), store.as_of()
-    except Exception:
-        logger.exception("the store failed reading the limits of a user")
-        raise StoreUnavailable() from None
-
-
 @router.get(
     "/{userId}",
     response_model=UserLimitPage,
     responses=documented(400, 401, 403, 422, 503),
     summary="A user's limits, filtered, sorted and paginated",
+    openapi_extra={"parameters": LIST_PARAMETERS},
 )
-def list_user_limits(
-    userId: UserIdPath,
-    principal: PrincipalDep,
-    store: StoreDep,
-    type: Annotated[list[LimitType] | None, Query(description="Only these types")] = None,
-    period: Annotated[list[LimitPeriod] | None, Query(description="Only these periods")] = None,
-    status: Annotated[list[LimitStatus] | None, Query(description="Only these statuses")] = None,
-    brandId: Annotated[list[str] | None, Query(description="Only these brands")] = None,
-    sort: Annotated[
-        SortParam, Query(description="Sort key, `-` prefix for descending; ties by userLimitId, nulls last")
-    ] = "userLimitId",
-    limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
-    cursor: Annotated[
-        str | None, Query(max_length=MAX_CURSOR_CHARS, description="`nextCursor` of the previous page")
-    ] = None,
+async def list_user_limits(
+    userId: UserIdPath, principal: PrincipalDep, params: ListParamsDep, read: StoreReaderDep
 ) -> Response:
     _authorise(principal, userId)
-    query = LimitQuery(userId, tuple(type or ()), tuple(period or ()), tuple(status or ()), tuple(brandId or ()), sort)
-    limits, as_of = _read_user(store, userId)
+    query = Query(userId, params.types, params.periods, params.statuses, params.brand_ids, params.sort)
+    limits, as_of = await read(lambda store: (store.user_limits(userId), store.as_of()))
     try:
-        page = paginate(limits, query, limit, cursor)
+        page = paginate(limits, query, params.limit, params.cursor)
     except BadCursor as error:
         raise ApiError(400, str(error)) from None
     return _json({"userLimits": [wire(item) for item in page.limits], "nextCursor": page.next_cursor, "asOf": as_of})
@@ -92,19 +69,16 @@ def list_user_limits(
     response_model=UserLimitOut,
     responses=documented(401, 403, 404, 422, 503),
     summary="One limit of a user",
+    dependencies=[Depends(no_query)],
 )
-def get_user_limit(
+async def get_user_limit(
     userId: UserIdPath,
     userLimitId: Annotated[str, Path(min_length=1, max_length=256)],
     principal: PrincipalDep,
-    store: StoreDep,
+    read: StoreReaderDep,
 ) -> Response:
     _authorise(principal, userId)
-    try:
-        found = store.user_limit(userId, userLimitId)
-    except Exception:
-        logger.exception("the store failed reading one limit")
-        raise StoreUnavailable() from None
+    found = await read(lambda store: store.user_limit(userId, userLimitId))
     if found is None:
         raise ApiError(404, "no such limit for this user")
     return _json(wire(found))
