@@ -308,6 +308,26 @@ def test_all_limits_pages_through_everything_in_id_order(store: PostgresStore, m
     assert listed == [item.user_limit_id for item in serial(records).all_limits()]
 
 
+def test_listings_follow_python_order_whatever_the_database_locale(postgres_server: PostgresServer) -> None:
+    """A database with a linguistic (ICU) collation, where 'B1' sorts after 'a1': ids still sort as str."""
+    name = "icu_collation"
+    postgres_server.admin().execute(
+        f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'".encode()
+    )
+    try:
+        url = postgres_server.url(name)
+        initialize(url)
+        store = PostgresStore(url)
+        ids = ["a1", "B1", "_x", "b0", "Zz", "é1", "e2"]
+        store.apply_batch(dict.fromkeys(ids, "U1"), writing(*(limit(1, "0", limit_id) for limit_id in ids)))
+        with mock.patch.object(postgres_store, "_PAGE", 2):
+            assert [item.user_limit_id for item in store.all_limits()] == sorted(ids)
+        assert [item.user_limit_id for item in store.user_limits("U1")] == sorted(ids)
+        store.close()
+    finally:
+        postgres_server.drop_database(name)
+
+
 def test_one_users_limits_are_read_from_the_index(store: PostgresStore, postgres_store_url: str) -> None:
     with psycopg.connect(postgres_store_url) as connection:
         connection.execute("SET enable_seqscan = off")

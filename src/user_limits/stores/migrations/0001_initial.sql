@@ -1,8 +1,10 @@
 -- The user-limits read model and the stream bookkeeping committed with it.
 
+-- Ids compare byte-wise (COLLATE "C"), whatever the database's locale: listings come out in the
+-- same order as every other store's (Python's sorting of str), and comparisons are cheaper.
 CREATE TABLE user_limits (
-    user_limit_id text PRIMARY KEY,
-    user_id text NOT NULL,
+    user_limit_id text COLLATE "C" PRIMARY KEY,
+    user_id text COLLATE "C" NOT NULL,
     brand_id text NOT NULL,
     type text NOT NULL,
     period text NOT NULL,
@@ -20,12 +22,12 @@ CREATE TABLE user_limits (
     updated_at bigint NOT NULL
 );
 
--- One user's limits in id order, read from the index alone.
+-- One user's limits, found in id order by the index (no sort).
 CREATE INDEX user_limits_by_user ON user_limits (user_id, user_limit_id);
 
 -- Events waiting for the limit they need, kept whole.
 CREATE TABLE parked_events (
-    user_limit_id text NOT NULL,
+    user_limit_id text COLLATE "C" NOT NULL,
     position bigint NOT NULL,
     data bytea NOT NULL,
     PRIMARY KEY (user_limit_id, position)
