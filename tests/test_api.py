@@ -367,3 +367,21 @@ def test_lambda_api_handler_serves_the_api(tmp_path: Path, monkeypatch: pytest.M
     assert len(body["userLimits"]) == 1 and body["nextCursor"] and body["userLimits"][0]["userId"] == SAMPLE_USER
     denied = aws_lambda.api_handler(http_api_event(f"/api/user-limits/{SAMPLE_USER}"))
     assert denied["statusCode"] == 401 and json.loads(denied["body"])["error"]["message"] == "missing bearer token"
+
+
+def test_every_store_kind_serves_the_same_answers(store_url: str) -> None:
+    """Over memory, SQLite, PostgreSQL and DynamoDB (read in the thread pool: network stores)."""
+    opened = open_store(store_url)
+    try:
+        seed_user(opened)
+        client = client_for(opened)
+        body = get(client, "/api/user-limits/u1", sort="-usedPercent")
+        assert ids(body) == ["L1", "L3", "L2", "L4", "L5"]
+        assert body["asOf"] == opened.as_of()
+        assert [x["usedPercent"] for x in body["userLimits"]] == ["90.00", "90.00", "10.00", "0.00", "0.00"]
+        assert walk(client, "/api/user-limits/u1", 2, sort="nextResetTime") == ["L2", "L4", "L1", "L3", "L5"]
+        assert get(client, "/api/user-limits/u1/L2")["remaining"] == "180"
+        assert client.get("/api/user-limits/u2/L1", headers=ADMIN).status_code == 404
+        assert client.get("/healthz").json() == {"status": "ok"}
+    finally:
+        opened.close()
