@@ -59,9 +59,15 @@ def seed(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('web')}/limits.db"
     seed(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def server(store_url: str) -> Iterator[str]:
+    url = store_url
     port = free_port()
     env = {**os.environ, "USER_LIMITS_JWT_SECRET": SECRET, "USER_LIMITS_AUTH": "on"}
     process_ = subprocess.Popen(
@@ -173,3 +179,21 @@ def test_the_page_says_why_when_the_token_is_refused(server: str, browser: objec
         "Could not load the limits (403: this token may not read this user's limits)"
     )
     expect(page.locator("article.card")).to_have_count(0)
+
+
+def test_the_page_refreshes_itself(server: str, store_url: str, browser: object) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page()
+    page.goto(f"{server}/?refresh=1")
+    page.get_by_label("User ID").fill("bob")
+    page.get_by_label("Access token").fill(token("bob"))
+    page.get_by_role("button", name="Show limits").click()
+    used = page.locator('article.card[data-user-limit-id="other"] .used')
+    expect(used).to_have_text("0 SEK of 10 SEK used (0.00%)")
+    store = open_store(store_url)
+    process(store, records([progress("other", 100, "9.5", "0", user_id="bob")], None))
+    store.close()
+    expect(used).to_have_text("9.5 SEK of 10 SEK used (95.00%)", timeout=10_000)
+    expect(page.locator('article.card[data-user-limit-id="other"]').get_by_role("progressbar")).to_have_class("bar bad")

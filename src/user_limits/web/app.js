@@ -1,7 +1,8 @@
 // The limits page: no framework, no build step. Data is written with textContent only.
 "use strict";
 
-const REFRESH_MS = 15000;
+// Every 15 s by default; `?refresh=SECONDS` in the page's address changes it.
+const REFRESH_MS = Math.max(1, Number(new URLSearchParams(location.search).get("refresh")) || 15) * 1000;
 const PERIODS = {
   CALENDAR_DAY: "calendar day", CALENDAR_WEEK: "calendar week", CALENDAR_MONTH: "calendar month",
   DAY: "24 hours", WEEK: "7 days", MONTH: "month", INDEFINITE: "no period", INSTANCE: "per instance",
