@@ -280,3 +280,23 @@ DEEP = b'{"a":' * 100_000 + b"1" + b"}" * 100_000  # 1.1 MB at most in a Kinesis
 def test_deeply_nested_json_is_dead_lettered_not_a_crash(data: bytes) -> None:
     # Anything but InvalidRecord would fail the whole batch, and Lambda would retry it for ever.
     assert "invalid" in reason(data)
+
+
+@pytest.mark.parametrize(("type_", "name"), [(t, n) for t, names in DECIMALS.items() for n in names])
+@pytest.mark.parametrize(
+    "bad", ["1e1000000", "-1E+999999999", "1E+38", "-100000000000000000000000000000000000000", "1E-39"]
+)
+def test_amounts_beyond_what_stores_and_arithmetic_hold_exactly(type_: str, name: str, bad: str) -> None:
+    # 1e1000000 is finite, but adding it overflows Decimal and numeric columns: the batch would fail for ever.
+    message = reason(with_payload(PAYLOADS[type_], **{name: bad}))
+    assert f"invalid {type_} payload" in message
+    assert "out of range" in message
+
+
+@pytest.mark.parametrize(
+    "good", ["99999999999999999999999999999999999999", "-0.00000000000000000000000000000000000001"]
+)
+def test_amounts_at_the_edge_of_the_range_pass(good: str) -> None:
+    event = family.decode(with_payload(PAYLOADS["USER_LIMIT_PROGRESS_CHANGED"], amount=good))
+    assert event is not None and isinstance(event.payload, ProgressChanged)
+    assert event.payload.amount == Decimal(good)

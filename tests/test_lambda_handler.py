@@ -297,3 +297,11 @@ def test_a_deeply_nested_record_is_a_dead_letter_not_a_failed_batch(store_url: s
     limits, counts, store = read(store_url)
     store.close()
     assert (counts["deadLettered"], limits[0]["progress"]) == (1, "1")
+
+
+def test_an_absurd_amount_is_a_dead_letter_not_a_failed_batch(store_url: str) -> None:
+    stream = [created("L1", 1), progress("L1", 2, "1e1000000", "0"), progress("L1", 3, "1", "0")]
+    assert aws_lambda.handler(lambda_event(stream)) == {"batchItemFailures": []}
+    limits, counts, store = read(store_url)
+    store.close()
+    assert (counts["deadLettered"], limits[0]["progress"]) == (1, "1")

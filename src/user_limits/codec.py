@@ -6,10 +6,12 @@ types we ignore cost no payload decoding; then the payload of a handled type int
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import msgspec
 
 from user_limits.domain import projection
-from user_limits.domain.events import DECIMAL_FIELDS, PAYLOAD_TYPES, Int64, Payload, UserLimitEvent
+from user_limits.domain.events import AMOUNT_DIGITS, DECIMAL_FIELDS, PAYLOAD_TYPES, Int64, Payload, UserLimitEvent
 from user_limits.domain.model import UserLimit
 from user_limits.stream.engine import InvalidRecord
 
@@ -65,8 +67,15 @@ class UserLimitFamily:
         except _DECODE_ERRORS as error:
             raise InvalidRecord(f"invalid {envelope.type} payload: {error}") from None
         for name in DECIMAL_FIELDS[type(payload)]:
-            if not getattr(payload, name).is_finite():
+            amount: Decimal = getattr(payload, name)
+            if not amount.is_finite():
                 raise InvalidRecord(f"invalid {envelope.type} payload: `{name}` is not a finite decimal")
+            exponent = amount.as_tuple().exponent  # an int once finite
+            if amount.adjusted() >= AMOUNT_DIGITS or (isinstance(exponent, int) and exponent < -AMOUNT_DIGITS):
+                raise InvalidRecord(
+                    f"invalid {envelope.type} payload: `{name}` is out of range "
+                    f"(below 1E+{AMOUNT_DIGITS} with at most {AMOUNT_DIGITS} decimal places)"
+                )
         return UserLimitEvent(envelope.sequence_number, envelope.created_at, payload)
 
     def key(self, event: UserLimitEvent) -> str:
