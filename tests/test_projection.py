@@ -127,3 +127,17 @@ def test_remaining_and_used_percent() -> None:
     limit = fold(created("L1", 1, value="10000"), progress("L1", 2, "200", "0"))
     assert (str(limit.remaining), str(limit.used_percent)) == ("9800", "2.00")
     assert str(fold(created("L1", 1, value="0")).used_percent) == "0.00"
+
+
+def test_progress_is_exact_at_the_edge_of_the_amount_range() -> None:
+    # 77 significant digits: the default Decimal context (28) would round this silently.
+    big, tiny = "99999999999999999999999999999999999999", "0.00000000000000000000000000000000000001"
+    limit = fold(created("L1", 1, value=big), progress("L1", 2, tiny, big))
+    assert str(limit.progress) == big + tiny[1:]
+    assert limit.remaining == -Decimal(tiny)
+    assert str(limit.used_percent) == "100.00"
+
+
+def test_used_percent_of_a_huge_progress_does_not_raise() -> None:
+    limit = fold(created("L1", 1, value="0.00000000000000000000000000000000000001"), progress("L1", 2, "1E+37", "0"))
+    assert limit.used_percent == Decimal("1E+77")

@@ -1,10 +1,14 @@
 """The UserLimit read model."""
 
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import msgspec
 
 from user_limits.domain.events import LimitPeriod, LimitStatus, LimitType
+
+# Wide enough for any value and progress the codec and the projection let through, so that the
+# figures derived for display never raise or round before their final quantize.
+_WIDE = Context(prec=200)
 
 # The fields a UserLimit exports, in order; the rest is bookkeeping kept out of exports.
 EXPORT_FIELDS: tuple[str, ...] = (
@@ -44,14 +48,14 @@ class UserLimit(msgspec.Struct, frozen=True, gc=False, rename="camel"):
 
     @property
     def remaining(self) -> Decimal:
-        return self.value - self.progress
+        return _WIDE.subtract(self.value, self.progress)
 
     @property
     def used_percent(self) -> Decimal:
         """Share of the value used, in percent with two decimals; 0 for a zero value."""
         if not self.value:
             return Decimal("0.00")
-        return (self.progress * 100 / self.value).quantize(Decimal("0.01"))
+        return _WIDE.divide(_WIDE.multiply(self.progress, 100), self.value).quantize(Decimal("0.01"), context=_WIDE)
 
 
 def export_dict(limit: UserLimit) -> dict[str, object]:

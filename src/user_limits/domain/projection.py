@@ -5,14 +5,18 @@ which calls :func:`apply` only with an event newer than the state, and only with
 when :func:`creates` says the event creates a limit.
 """
 
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 
 from msgspec.structs import replace
 
-from user_limits.domain.events import LimitCreated, LimitReset, ProgressChanged, UserLimitEvent
+from user_limits.domain.events import AMOUNT_DIGITS, LimitCreated, LimitReset, ProgressChanged, UserLimitEvent
 from user_limits.domain.model import UserLimit
 
 ZERO = Decimal("0")
+# Amounts have at most AMOUNT_DIGITS digits either side of the point (the codec refuses others), so
+# a sum has at most 2 * AMOUNT_DIGITS + 1 digits: exact in this context, whatever the thread's own
+# (the default one keeps 28 digits and would round silently).
+EXACT = Context(prec=2 * AMOUNT_DIGITS + 2, traps=[Inexact, InvalidOperation, Overflow])
 
 
 class LimitNotFound(Exception):
@@ -51,7 +55,7 @@ def apply(state: UserLimit | None, event: UserLimitEvent) -> UserLimit:
         next_reset = payload.next_reset_time
         return replace(
             state,
-            progress=payload.previous_progress + payload.amount,
+            progress=EXACT.add(payload.previous_progress, payload.amount),
             next_reset_time=state.next_reset_time if next_reset is None else next_reset,
             last_sequence_number=event.sequence_number,
             updated_at=event.created_at,
