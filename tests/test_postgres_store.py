@@ -5,6 +5,7 @@ every store shares is in test_store_contract.py."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -371,9 +372,16 @@ def test_each_thread_has_its_connection_and_close_ends_them(
     assert open_connections() == 0
 
 
+@pytest.mark.parametrize("operation", ["read", "batch"])
 def test_a_lost_connection_is_one_error_then_reconnects(
-    store: PostgresStore, postgres_store_url: str, postgres_server: PostgresServer
+    store: PostgresStore, postgres_store_url: str, postgres_server: PostgresServer, operation: str
 ) -> None:
+    def use() -> None:
+        if operation == "read":
+            store.ping()
+        else:
+            store.apply_batch({"L1": "U1"}, writing(limit(1, "0")))
+
     store.ping()
     postgres_server.admin().execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -381,10 +389,25 @@ def test_a_lost_connection_is_one_error_then_reconnects(
         (postgres_store_url.rsplit("/", 1)[1],),
     )
     with pytest.raises(StoreError) as raised:
-        store.ping()
+        use()
     assert "\n" not in str(raised.value)
+    use()
+    assert store.stats().applied == (1 if operation == "batch" else 0)
+
+
+def test_a_forked_child_uses_its_own_connection(store: PostgresStore) -> None:
     store.ping()
-    assert store.stats().applied == 0
+    pid = os.fork()
+    if pid == 0:  # the child: write, then close the store as a program does on its way out
+        try:
+            store.apply_batch({"L1": "U1"}, writing(limit(1, "0")))
+            store.close()
+        finally:
+            os._exit(0 if store.user_limit("U1", "L1") is not None else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.ping()  # the parent's session survived the child's close
+    assert store.user_limit("U1", "L1") == limit(1, "0")
 
 
 # -- the upstream sample

@@ -18,6 +18,7 @@ single statements, writes in explicit transactions.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -240,6 +241,7 @@ class PostgresStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[psycopg.Connection[tuple[Any, ...]]] = []
+        self._pid = os.getpid()
         connection = self._connection()
         try:
             _check_schema(connection, url)
@@ -251,6 +253,12 @@ class PostgresStore:
             raise
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        if self._pid != os.getpid():
+            # A forked child must not touch its parent's sockets (closing them would end the
+            # parent's sessions): it forgets them and opens its own.
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._connections = []
         connection: psycopg.Connection[tuple[Any, ...]] | None = getattr(self._local, "connection", None)
         if connection is None or connection.closed:
             connection = _connect(self.url)
