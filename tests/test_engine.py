@@ -197,3 +197,21 @@ def test_project_does_not_mutate_the_snapshot() -> None:
     run(records([progress("L1", 2, "1", "0"), created("L2", 1)]), snapshot)
     assert snapshot.states == {"L1": stored}
     assert snapshot.parked == {"L2": waiting}
+
+
+def test_a_parked_event_that_no_longer_decodes_is_dead_lettered_not_a_crash() -> None:
+    # Parked by an older version whose codec accepted it: draining must not fail the batch for ever.
+    refused = ParkedEvent("L1", 5, encode(progress("L1", 5, "1e1000000", "0")))
+    unknown = ParkedEvent("L1", 6, encode({**progress("L1", 6, "1", "0"), "type": "NO_LONGER_HANDLED"}))
+    good = parked(progress("L1", 7, "2", "1"))
+    decoded = decode_batch(family, records([created("L1", 1)]))
+    snapshot: Snapshot[UserLimit] = Snapshot(parked={"L1": [refused, unknown, good]})
+    outcome = project(family, decoded, snapshot)
+    again = project(family, decoded, snapshot)  # a store may project again after a conflict
+    assert str(outcome.states["L1"].progress) == "3"
+    assert [letter.data for _, letter in outcome.dead_letters] == [refused.data]
+    assert "out of range" in outcome.dead_letters[0][1].reason
+    assert sorted(event.position for _, event in outcome.parked_removed) == [5, 6, 7]
+    assert outcome.counts.as_json() == {"applied": 2, "skipped": 0, "ignored": 1, "parked": 0, "deadLettered": 1}
+    assert again.counts == outcome.counts and again.dead_letters == outcome.dead_letters
+    assert decoded.dead_letters == []

@@ -84,7 +84,8 @@ def decode_batch(family: EventFamily[E, S], records: Sequence[StreamRecord]) -> 
 
 def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S]) -> Outcome[S]:
     """Apply a decoded batch to the snapshot of the entities it touches. Pure: no I/O."""
-    outcome: Outcome[S] = Outcome(size=decoded.size, dead_letters=decoded.dead_letters)
+    # A copy: drain may add to it, and a store may call project again after a conflict.
+    outcome: Outcome[S] = Outcome(size=decoded.size, dead_letters=list(decoded.dead_letters))
     counts = outcome.counts
     counts.ignored = decoded.ignored
     counts.dead_lettered = len(decoded.dead_letters)
@@ -112,9 +113,17 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
             else:
                 outcome.parked_removed.append((index, event))
             if position > state_position(state):
-                # Parked bytes decoded once already; decoding again cannot fail.
-                parked_event = family.decode(event.data)
-                assert parked_event is not None
+                # Parked bytes decoded once already, but perhaps by an older, more lenient version:
+                # what no longer decodes is dead-lettered, not left to fail every retry.
+                try:
+                    parked_event = family.decode(event.data)
+                except InvalidRecord as error:
+                    outcome.dead_letters.append((index, DeadLetter(str(error), event.data)))
+                    counts.dead_lettered += 1
+                    continue
+                if parked_event is None:
+                    counts.ignored += 1
+                    continue
                 state = apply(state, parked_event)
                 counts.applied += 1
                 applied_by_key[key] = applied_by_key.get(key, 0) + 1
