@@ -346,3 +346,13 @@ def test_bad_input_is_one_line_and_loses_nothing(run: Any, store: str, tmp_path:
     assert result.out == ""
     assert (exported(run, store), run("stats", "--json", "--store", store).out) == before
     assert not (tmp_path / "user-limits.db").exists()  # no store was created by accident
+
+
+def test_show_a_next_reset_time_beyond_year_9999(run: Any, store: str, tmp_path: Path) -> None:
+    # Any 64-bit epoch is a valid nextResetTime; a datetime cannot hold most of them.
+    path = write_array(tmp_path / "e.json", [created("L1", 1, next_reset=2**63 - 1), created("L2", 2, next_reset=0)])
+    run("replay", str(path), "--store", store)
+    result = run("show", "u1", "--store", store)
+    assert result.code == 0, result.err
+    assert str(2**63 - 1) in result.out
+    assert "1970-01-01 00:00 UTC" in result.out

@@ -16,7 +16,10 @@ from user_limits.stream.records import Counts, DeadLetter
 def when(epoch_ms: int | None) -> str:
     if epoch_ms is None:
         return "-"
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (ValueError, OverflowError, OSError):
+        return f"{epoch_ms} ms"  # a valid 64-bit epoch beyond what a datetime holds (year 9999)
 
 
 def limit_json(limit: UserLimit) -> dict[str, object]:
