@@ -356,3 +356,31 @@ def test_show_a_next_reset_time_beyond_year_9999(run: Any, store: str, tmp_path:
     assert result.code == 0, result.err
     assert str(2**63 - 1) in result.out
     assert "1970-01-01 00:00 UTC" in result.out
+
+
+def test_a_store_failure_mid_replay_keeps_the_committed_batches(
+    run: Any, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from user_limits.stores.sqlite_store import SQLiteStore
+
+    path = write_array(tmp_path / "e.json", STREAM)
+    original, calls = SQLiteStore._write, []
+
+    def third_write_fails(self: SQLiteStore, db: Any, outcome: Any) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full (injected)")
+        original(self, db, outcome)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SQLiteStore, "_write", third_write_fails)
+        result = run("replay", str(path), "--store", store, "--batch-size", "2")
+    assert result.code == 2
+    assert len(result.err.splitlines()) == 1
+    assert "the store failed at record 5" in result.err and "disk full" in result.err
+    # Records 1-4 are committed: L1 exists with its progress; L0 (record 5) does not.
+    assert [(x["userLimitId"], x["progress"]) for x in exported(run, store)] == [("L1", "12.40")]
+    assert run("replay", str(path), "--store", store).code == 0
+    clean = f"sqlite:///{tmp_path / 'clean.db'}"
+    run("replay", str(path), "--store", clean)
+    assert exported(run, store) == exported(run, clean)
