@@ -4,6 +4,12 @@ The server is moto's server mode (``moto[server]``, in the dev extra), not dynal
 commits with TransactWriteItems, which dynalite does not implement (it answers
 ``UnknownOperationException``). The module keeps its name, the plugin registered by conftest.
 
+Run as a script, this module is the server process: moto, with one change. moto backs a
+transaction up by copying each table it touches once per action, so a transaction of 100 actions
+on a table of thousands of items takes seconds; here each table is copied once per transaction
+(the same backup: the copies are all taken before the first write), and transactions run one at a
+time, as moto's whole-table rollback needs.
+
 Fixtures: ``dynamodb_server`` (one per session, stopped at its end) and ``dynamodb_store_url`` (a
 fresh table per test, created by ``initialize`` and deleted afterwards, with dummy credentials in
 the environment for that test only).
@@ -51,7 +57,7 @@ class DynamoDBServer:
     def start(self, timeout: float = 60.0) -> DynamoDBServer:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the server's life
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, __file__, str(self.port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -157,3 +163,44 @@ def dynamodb_store_url(dynamodb_server: DynamoDBServer, dynamodb_credentials: No
     initialize(url)
     yield url
     dynamodb_server.delete_table(table)
+
+
+def serve(port: int) -> None:
+    """The server process (see the module's docstring)."""
+    import copy
+    import threading
+
+    from moto import server
+    from moto.dynamodb import models
+    from moto.dynamodb.models.table import Table
+
+    class TablesCopiedOnce:
+        """Stands for the ``copy`` module inside moto's transact_write_items."""
+
+        def __init__(self) -> None:
+            self.tables: dict[int, Table] = {}
+
+        def deepcopy(self, value: object, memo: dict[int, object] | None = None) -> object:
+            if not isinstance(value, Table):
+                return copy.deepcopy(value, memo)
+            if id(value) not in self.tables:
+                self.tables[id(value)] = copy.deepcopy(value)
+            return self.tables[id(value)]
+
+    transact = models.DynamoDBBackend.transact_write_items
+    one_at_a_time = threading.Lock()
+
+    def transact_write_items(self: models.DynamoDBBackend, transact_items: list[dict[str, object]]) -> None:
+        with one_at_a_time:
+            models.copy = TablesCopiedOnce()  # type: ignore[assignment]
+            try:
+                transact(self, transact_items)
+            finally:
+                models.copy = copy
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    server.main(["-H", "127.0.0.1", "-p", str(port)])
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
