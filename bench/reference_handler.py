@@ -29,7 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from pydantic.alias_generators import to_camel
 
 Int64 = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
-FiniteDecimal = Annotated[Decimal, Field(allow_inf_nan=False)]
+# The product's amount rule: finite, below 1E38 in size, at most 38 decimal places. (pydantic counts
+# decimal places after dropping trailing zeros, the product does not: they part only on amounts
+# like 1.000…0 with 39 zeros, which no stream here carries.)
+AMOUNT_BOUND = Decimal("1E38")
+FiniteDecimal = Annotated[Decimal, Field(allow_inf_nan=False, gt=-AMOUNT_BOUND, lt=AMOUNT_BOUND, decimal_places=38)]
 LimitType = Literal["BALANCE", "BET", "DEPOSIT", "LOSS", "SESSION"]
 LimitPeriod = Literal[
     "CALENDAR_DAY", "CALENDAR_WEEK", "CALENDAR_MONTH", "DAY", "INDEFINITE", "INSTANCE", "WEEK", "MONTH"
