@@ -4,6 +4,7 @@ de-aggregation, store failures (nothing lost, nothing reported done that is not)
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import time
@@ -305,3 +306,27 @@ def test_an_absurd_amount_is_a_dead_letter_not_a_failed_batch(store_url: str) ->
     limits, counts, store = read(store_url)
     store.close()
     assert (counts["deadLettered"], limits[0]["progress"]) == (1, "1")
+
+
+def test_a_malformed_aggregate_is_dead_lettered_whole_not_cut_short(store_url: str) -> None:
+    from aws_kinesis_agg import MAGIC, deaggregator
+
+    # Valid digest and protobuf, but the second user record points at a partition key that is not
+    # in the table: the library stops there, and the records after it would vanish.
+    message = deaggregator.messages_pb2.AggregatedRecord()
+    message.partition_key_table.append("u1")
+    for index, data in ((0, encode(created("L1", 1))), (7, b"second"), (0, encode(progress("L1", 2, "1", "0")))):
+        user_record = message.records.add()
+        user_record.partition_key_index = index
+        user_record.data = data
+    body = message.SerializeToString()
+    aggregate = MAGIC + body + hashlib.md5(body).digest()
+    event = {"Records": [lambda_record(aggregate, 0), lambda_record(encode(created("L9", 1)), 1)]}
+    assert aws_lambda.handler(event) == {"batchItemFailures": []}
+    limits, counts, store = read(store_url)
+    [letter] = store.dead_letters()
+    store.close()
+    assert letter.data == aggregate
+    assert (letter.sequence_number, letter.partition_key) == (str(KINESIS_BASE), "u1")
+    assert [x["userLimitId"] for x in limits] == ["L9"]
+    assert counts["deadLettered"] == 1

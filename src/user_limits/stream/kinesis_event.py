@@ -6,9 +6,10 @@ Lambda's ``eventID`` is ``shardId-000000000000:<sequence number>``: the shard co
 from __future__ import annotations
 
 import base64
+import hashlib
 from binascii import Error as BinasciiError
 from binascii import a2b_base64 as _a2b_base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from user_limits.stream.records import StreamRecord
@@ -56,7 +57,7 @@ def records_from_lambda_event(event: Mapping[str, Any]) -> tuple[list[StreamReco
     return records, parents
 
 
-def deaggregate(raw: Mapping[str, Any], data: bytes) -> Iterable[tuple[str | None, bytes]]:
+def deaggregate(raw: Mapping[str, Any], data: bytes) -> list[tuple[str | None, bytes]]:
     """The (partition key, data) of each user record in a KPL-aggregated record.
 
     The library is imported only when an aggregated record shows up: it pulls in protobuf, which
@@ -68,6 +69,28 @@ def deaggregate(raw: Mapping[str, Any], data: bytes) -> Iterable[tuple[str | Non
     kinesis = dict(raw["kinesis"])
     kinesis.setdefault("kinesisSchemaVersion", "1.0")
     kinesis.setdefault("approximateArrivalTimestamp", None)
-    for user_record in iter_deaggregate_records([{**raw, "kinesis": kinesis}]):
-        user = user_record["kinesis"]
-        yield user.get("partitionKey"), _b64decode(user["data"])
+    user_records = [
+        (user["kinesis"].get("partitionKey"), _b64decode(user["kinesis"]["data"]))
+        for user in iter_deaggregate_records([{**raw, "kinesis": kinesis}])
+    ]
+    expected = _aggregated_count(data)
+    if expected is not None and len(user_records) != expected:
+        # The library prints an error and stops at a bad user record (a key index out of its table):
+        # the rest would vanish. Keep the record whole instead, to be dead-lettered with its bytes.
+        return [(None, data)]
+    return user_records
+
+
+def _aggregated_count(data: bytes) -> int | None:
+    """How many user records a well-formed aggregate holds; None if it is not one."""
+    from aws_kinesis_agg import DIGEST_SIZE, deaggregator
+
+    body, digest = data[len(KPL_MAGIC) : -DIGEST_SIZE], data[-DIGEST_SIZE:]
+    if len(data) <= len(KPL_MAGIC) + DIGEST_SIZE or hashlib.md5(body).digest() != digest:
+        return None
+    message = deaggregator.messages_pb2.AggregatedRecord()
+    try:
+        message.ParseFromString(body)
+    except deaggregator.google.protobuf.message.DecodeError:
+        return None
+    return len(message.records)
