@@ -14,8 +14,10 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -210,7 +212,9 @@ def postgres_store_url(postgres_server: PostgresServer) -> Iterator[str]:
     postgres_server.drop_database(name)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Run one server until SIGINT or SIGTERM, printing its admin URL first (for scripts)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwind, so the server is stopped
     with PostgresServer(fast=False) as running:
         print(running.url(), flush=True)
         try:
@@ -218,3 +222,7 @@ if __name__ == "__main__":
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+if __name__ == "__main__":
+    main()
