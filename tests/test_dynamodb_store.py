@@ -25,8 +25,9 @@ from user_limits.stores.base import LimitStore, StoreError
 from user_limits.stores.dynamodb_store import DynamoDBStore, initialize, parse_url
 from user_limits.stores.memory_store import MemoryStore
 from user_limits.stream.batch import BatchProcessor
+from user_limits.stream.engine import decode_batch, project
 from user_limits.stream.kinesis_event import records_from_lambda_event
-from user_limits.stream.records import Counts, Outcome, StreamRecord
+from user_limits.stream.records import Checkpoint, CommitError, Counts, Outcome, Snapshot, StreamRecord
 
 pytestmark = pytest.mark.servers
 
@@ -63,6 +64,11 @@ class Requests:
 
     def close(self) -> None:
         self.events.unregister("before-call.dynamodb", self._before)
+
+
+def project_batch(batch: list[StreamRecord], snapshot: Snapshot[UserLimit]) -> Outcome[UserLimit]:
+    family = UserLimitFamily()
+    return project(family, decode_batch(family, batch), snapshot)
 
 
 def reference(batches: list[list[StreamRecord]]) -> MemoryStore:
@@ -196,6 +202,21 @@ def test_a_stale_outcome_cannot_move_a_limit_backwards_and_the_rest_is_written(s
     assert (store.stats().applied, store.stats().skipped) == (4, 2)
 
 
+def test_checkpoints_of_any_length_only_move_forward(store: DynamoDBStore) -> None:
+    def commit(sequence: str, sub: int = 0) -> Checkpoint | None:
+        marker = Checkpoint("stream", "shardId-000000000001", sequence, sub)
+        store.apply_batch({}, lambda snapshot: Outcome(checkpoint=marker))
+        return store.checkpoint("stream", "shardId-000000000001")
+
+    long = "49590338271490256608559692538361571095921575989136588898"  # 56 digits
+    assert commit("9") == Checkpoint("stream", "shardId-000000000001", "9", 0)
+    assert commit("10") is not None and commit("9") == Checkpoint("stream", "shardId-000000000001", "10", 0)
+    assert commit(long, 2) == Checkpoint("stream", "shardId-000000000001", long, 2)
+    assert commit(long, 1) == commit("1" + "0" * 30) == Checkpoint("stream", "shardId-000000000001", long, 2)
+    longer = "1" + "0" * 56  # 57 digits: larger, though it sorts first as text
+    assert commit(longer) == Checkpoint("stream", "shardId-000000000001", longer, 0)
+
+
 # -- failures and retries
 
 
@@ -248,6 +269,20 @@ def test_unprocessed_keys_and_transaction_conflicts_are_retried(store: DynamoDBS
     assert hits == ["unprocessed"]
     assert requests.names.count("BatchGetItem") == 2 and requests.names.count("TransactWriteItems") == 2
     assert state(store) == state(reference([batch]))
+
+
+def test_when_only_the_as_of_write_fails_every_record_is_committed(store: DynamoDBStore) -> None:
+    batch = records([created("L1", 1), progress("L1", 2, "1", "0")])
+    requests = Requests(store)
+    requests.fail("UpdateItem", 1)
+    with pytest.raises(CommitError) as raised:
+        store.apply_batch({"L1": "u1"}, lambda snapshot: project_batch(batch, snapshot))
+    requests.close()
+    assert raised.value.first_uncommitted == len(batch)  # nothing to re-deliver
+    assert state(store) == state(reference([batch]))
+    assert store.as_of() is None
+    process(store, records([progress("L1", 3, "1", "1")], 10))  # the next batch moves it on
+    assert store.as_of() == 1_700_000_003_000
 
 
 def lambda_events(stream: list[synthetic.SyntheticRecord], size: int) -> list[dict[str, Any]]:

@@ -295,9 +295,10 @@ def item_dead_letter(item: Mapping[str, Any]) -> DeadLetter:
 
 
 def checkpoint_order(checkpoint: Checkpoint) -> str:
-    """Sequence numbers have up to 39 digits: zero-padded, strings compare as the numbers do."""
+    """Zero-padded, so that the strings compare as the numbers do. Kinesis allows sequence numbers
+    of up to 129 digits (``0|([1-9]\\d{0,128})``); sub-sequence numbers are 64-bit."""
     sequence, sub = checkpoint.order()
-    return f"{sequence:040d}.{sub:020d}"
+    return f"{sequence:0129d}.{sub:020d}"
 
 
 # -- the commit of one outcome
