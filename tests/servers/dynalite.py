@@ -171,8 +171,15 @@ def serve(port: int) -> None:
     import threading
 
     from moto import server
-    from moto.dynamodb import models
-    from moto.dynamodb.models.table import Table
+
+    try:
+        from moto.dynamodb import models
+        from moto.dynamodb.models.table import Table
+
+        transact = models.DynamoDBBackend.transact_write_items
+    except (ImportError, AttributeError):  # another moto layout: serve it as it is, only slower
+        server.main(["-H", "127.0.0.1", "-p", str(port)])
+        return
 
     class TablesCopiedOnce:
         """Stands for the ``copy`` module inside moto's transact_write_items."""
@@ -187,7 +194,6 @@ def serve(port: int) -> None:
                 self.tables[id(value)] = copy.deepcopy(value)
             return self.tables[id(value)]
 
-    transact = models.DynamoDBBackend.transact_write_items
     one_at_a_time = threading.Lock()
 
     def transact_write_items(self: models.DynamoDBBackend, transact_items: list[dict[str, object]]) -> None:
