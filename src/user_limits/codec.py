@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import msgspec
+from msgspec.structs import astuple
 
 from user_limits.domain import projection
 from user_limits.domain.events import AMOUNT_DIGITS, DECIMAL_FIELDS, PAYLOAD_TYPES, Int64, Payload, UserLimitEvent
@@ -32,6 +33,7 @@ _payloads: dict[str, msgspec.json.Decoder[Payload]] = {
     name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()
 }
 _OPEN_BRACE = ord("{")
+_ESCAPED_NUL = b"\\u0000"
 # RecursionError: JSON nested deeper than msgspec's stack allows, even in a field it skips. It must
 # become a dead letter like any other bad record, or the batch fails and is retried for ever.
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
@@ -66,6 +68,9 @@ class UserLimitFamily:
             payload = decoder.decode(envelope.payload)
         except _DECODE_ERRORS as error:
             raise InvalidRecord(f"invalid {envelope.type} payload: {error}") from None
+        # Valid JSON, but no store's text column can hold a NUL: it would fail every retry.
+        if _ESCAPED_NUL in data and any("\x00" in value for value in astuple(payload) if isinstance(value, str)):
+            raise InvalidRecord(f"invalid {envelope.type} payload: a string contains the NUL character (\\u0000)")
         for name in DECIMAL_FIELDS[type(payload)]:
             amount: Decimal = getattr(payload, name)
             if not amount.is_finite():
