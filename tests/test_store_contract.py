@@ -376,3 +376,15 @@ def test_reopened_store_sees_the_same_data(store_url: str, store: LimitStore) ->
         assert export(reopened)[0]["progress"] == "1.10"
     finally:
         reopened.close()
+
+
+def test_a_limit_created_again_for_another_user_moves_to_that_user(store: LimitStore) -> None:
+    # Rule 4 takes every field from the newer creation, userId included.
+    process(store, records([created("L1", 1, "u1"), progress("L1", 2, "5", "0", "u1")]))
+    process(store, records([created("L1", 3, "u2", value="7")], 2))
+    assert store.user_limits("u1") == []
+    assert store.user_limit("u1", "L1") is None
+    moved = store.user_limit("u2", "L1")
+    assert moved is not None and (str(moved.value), str(moved.progress)) == ("7", "0")
+    assert [limit.user_limit_id for limit in store.user_limits("u2")] == ["L1"]
+    assert [limit.user_id for limit in store.all_limits()] == ["u2"]
