@@ -100,14 +100,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
 
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     results = {name: run_one(name, BENCHMARKS[name], args.quick) for name in chosen}
+    load_after = os.getloadavg()[0]
     rows = [row for name in chosen for row in rows_of(name, results[name], args.quick)]
     info = machine()
     report = {
         "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "machine": info,
+        "load_average": {"before": round(load_before, 2), "after": round(load_after, 2)},
         "seconds": round(time.perf_counter() - started, 1),
         "results": results,
         "table": table(rows),
@@ -115,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"\n{info['implementation']} {info['python']}, {info['cpus']} CPUs, {info['platform']}")
+    busy = max(load_before, load_after) > 1.0
+    print(f"Load average (1 min) {load_before:.2f} before, {load_after:.2f} after", end="")
+    print(": other work was running; wall-clock figures are depressed." if busy else ".")
     if args.quick:
         print("Quick run: smaller inputs, one run each; figures are indicative only.")
     print()
