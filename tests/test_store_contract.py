@@ -388,3 +388,17 @@ def test_a_limit_created_again_for_another_user_moves_to_that_user(store: LimitS
     assert moved is not None and (str(moved.value), str(moved.progress)) == ("7", "0")
     assert [limit.user_limit_id for limit in store.user_limits("u2")] == ["L1"]
     assert [limit.user_id for limit in store.all_limits()] == ["u2"]
+
+
+def test_odd_strings_round_trip_and_nul_is_never_a_failed_batch(store: LimitStore) -> None:
+    odd = "a b é 😀 \\ ' \" %_ \t"
+    process(store, records([created(odd, 1, user_id=odd, brandId=odd)]))
+    [limit] = store.user_limits(odd)
+    assert (limit.user_limit_id, limit.user_id, limit.brand_id) == (odd, odd, odd)
+    assert store.user_limit(odd, odd) == limit
+    # JSON allows "\u0000" in any string, which no store's text can hold: such records are
+    # dead-lettered, and a reason quoting the bad value must be storable too.
+    with_nul = [created("a\x00b", 2), created("L2", 3, status="\x00"), created("L3", 4, period="\x00DAY")]
+    process(store, records(with_nul, 5))
+    assert sorted(letter.data for letter in store.dead_letters()) == sorted(encode(e) for e in with_nul)
+    assert [limit.user_limit_id for limit in store.all_limits()] == [odd]
