@@ -14,6 +14,7 @@ from user_limits.domain.events import (
     LIMIT_PERIODS,
     LIMIT_STATUSES,
     LIMIT_TYPES,
+    MAX_ID_LENGTH,
     LimitCreated,
     LimitReset,
     ProgressChanged,
@@ -300,3 +301,12 @@ def test_amounts_at_the_edge_of_the_range_pass(good: str) -> None:
     event = family.decode(with_payload(PAYLOADS["USER_LIMIT_PROGRESS_CHANGED"], amount=good))
     assert event is not None and isinstance(event.payload, ProgressChanged)
     assert event.payload.amount == Decimal(good)
+
+
+@pytest.mark.parametrize("type_", list(PAYLOADS))
+@pytest.mark.parametrize("name", ["userId", "userLimitId"])
+def test_ids_longer_than_any_store_can_key_are_dead_lettered(type_: str, name: str) -> None:
+    longest = family.decode(with_payload(PAYLOADS[type_], **{name: "😀" * MAX_ID_LENGTH}))
+    assert longest is not None
+    message = reason(with_payload(PAYLOADS[type_], **{name: "x" * (MAX_ID_LENGTH + 1)}))
+    assert f"invalid {type_} payload" in message and name in message

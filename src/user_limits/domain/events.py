@@ -27,11 +27,18 @@ PROGRESS_CHANGED = "USER_LIMIT_PROGRESS_CHANGED"
 RESET = "USER_LIMIT_RESET"
 
 
+# Stores key limits by these ids (a DynamoDB sort key holds 1024 bytes, a PostgreSQL index entry
+# about 2700): 200 characters, at most 800 bytes of UTF-8, fit every one of them. A longer id would
+# fail its batch on every retry; it is refused here, and the record dead-lettered.
+MAX_ID_LENGTH = 200
+Id = Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)]
+
+
 class _Payload(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     brand_id: str
     currency_code: str
-    user_id: str
-    user_limit_id: str
+    user_id: Id
+    user_limit_id: Id
 
 
 class LimitCreated(_Payload, frozen=True, gc=False, rename="camel"):
