@@ -26,6 +26,7 @@ from tests.streams import (
 )
 from user_limits.bootstrap import open_store
 from user_limits.codec import UserLimitFamily
+from user_limits.domain.events import MAX_ID_LENGTH
 from user_limits.domain.model import UserLimit
 from user_limits.stores.base import LimitStore
 from user_limits.stream.batch import BatchProcessor
@@ -402,3 +403,27 @@ def test_odd_strings_round_trip_and_nul_is_never_a_failed_batch(store: LimitStor
     process(store, records(with_nul, 5))
     assert sorted(letter.data for letter in store.dead_letters()) == sorted(encode(e) for e in with_nul)
     assert [limit.user_limit_id for limit in store.all_limits()] == [odd]
+
+
+def test_the_longest_ids_round_trip_and_longer_ones_are_dead_lettered(store: LimitStore) -> None:
+    longest = "😀" * MAX_ID_LENGTH  # 800 bytes of UTF-8: the most a key may take
+    process(store, records([created(longest, 1, user_id=longest), progress(longest, 2, "1", "0", longest)]))
+    limit = store.user_limit(longest, longest)
+    assert limit is not None and str(limit.progress) == "1"
+    too_long = "x" * (MAX_ID_LENGTH + 1)
+    process(store, records([created(too_long, 3), created("L1", 4, user_id=too_long)], 2))
+    assert store.stats().dead_lettered == 2
+    assert [limit.user_limit_id for limit in store.all_limits()] == [longest]
+
+
+def test_records_as_large_as_kinesis_allows_are_parked_and_dead_lettered(store: LimitStore) -> None:
+    # A Kinesis record carries up to 1 MiB; extra fields are tolerated, so an orphan may be that big.
+    pad = "p" * 1_000_000
+    orphan = encode(progress("L1", 5, "1", "0", note=pad))
+    poison = b"\xff" + pad.encode()
+    process(store, [record(orphan, 0), record(poison, 1)])
+    assert [event.data for event in store.parked_events()] == [orphan]
+    assert [letter.data for letter in store.dead_letters()] == [poison]
+    process(store, records([created("L1", 1)], 2))
+    limit = store.user_limit("u1", "L1")
+    assert limit is not None and str(limit.progress) == "1"
