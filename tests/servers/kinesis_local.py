@@ -1,7 +1,7 @@
 """A real kinesis-local (kinesis-mock) server on a free loopback port, for the whole test session.
 
-``KinesisLocalServer`` is reusable outside pytest (``scripts/stack.sh`` runs it through
-``python -m tests.servers.kinesis_local``). Plain HTTP only; no persistence; stream creation and
+``KinesisLocalServer`` is reusable outside pytest: ``python -m tests.servers.kinesis_local NAME:SHARDS``
+runs one until SIGTERM, with that stream, and prints its endpoint (``scripts/stack.sh``). Plain HTTP only; no persistence; stream creation and
 resharding take no simulated time, so tests wait for ACTIVE without sleeping for nothing.
 """
 
@@ -161,8 +161,9 @@ def kinesis_env(kinesis_local: KinesisLocalServer, monkeypatch: pytest.MonkeyPat
     return kinesis_local
 
 
-def _serve() -> None:
-    """Run a server until SIGTERM/SIGINT, printing its endpoint: for scripts (``make stack``)."""
+def _serve(streams: list[str]) -> None:
+    """Run a server until SIGTERM/SIGINT, for scripts (``make stack``): creates the streams given as
+    NAME:SHARDS, then prints the endpoint."""
     server = KinesisLocalServer().start()
     stop = False
 
@@ -172,14 +173,16 @@ def _serve() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print(server.endpoint, flush=True)
     try:
+        for spec in streams:
+            name, _, shards = spec.partition(":")
+            server.create_stream(int(shards or 1), name)
+        print(server.endpoint, flush=True)
         while not stop and server.process is not None and server.process.poll() is None:
             time.sleep(0.2)
     finally:
         server.stop()
-    sys.exit(0)
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(sys.argv[1:])
