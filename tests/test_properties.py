@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +27,8 @@ from tests.streams import CREATED, PROGRESS, cut_points, event_streams, export, 
 from user_limits.bootstrap import open_store
 from user_limits.codec import UserLimitFamily
 from user_limits.stores.base import LimitStore
+from user_limits.stores.sqlite_store import SQLiteStore
+from user_limits.stream.batch import BatchProcessor
 from user_limits.stream.engine import InvalidRecord
 from user_limits.stream.records import DeadLetter, StreamRecord
 
@@ -226,3 +229,38 @@ def test_the_reference_model_itself() -> None:
     model = reference(stream)
     assert model.export()[0]["progress"] == "6"
     assert model.counts() == {"applied": 2, "skipped": 2, "ignored": 1, "parked": 1, "deadLettered": 1}
+
+
+@SETTINGS
+@given(data=st.data())
+def test_store_outages_then_retries_change_nothing(data: st.DataObject) -> None:
+    """SQLite fails some batches after writing part of their outcome; Lambda retries each from the
+    first record reported, as often as needed. The result is that of a clean run."""
+    stream = records(data.draw(event_streams(), label="stream"))
+    cuts = data.draw(cut_points(len(stream)), label="cuts")
+    expected = reference(stream)
+    original = SQLiteStore._write
+    outages_in_a_row = [0]
+
+    def flaky_write(self: SQLiteStore, db: Any, outcome: Any) -> None:
+        original(self, db, outcome)
+        # An outage ends: at most three failures in a row.
+        if outages_in_a_row[0] < 3 and data.draw(st.booleans(), label="outage"):
+            outages_in_a_row[0] += 1
+            raise OSError("injected outage")
+        outages_in_a_row[0] = 0
+
+    with fresh_store("sqlite") as store:
+        processor = BatchProcessor(UserLimitFamily(), store)
+        with mock.patch.object(SQLiteStore, "_write", flaky_write):
+            for start, end in batches(stream, cuts):
+                pending = stream[start:end]
+                for _ in range(4):
+                    result = processor.process(pending)
+                    if result.first_failed is None:
+                        break
+                    pending = pending[result.first_failed :]
+                else:
+                    pytest.fail("the batch never committed")
+        assert export(store) == expected.export()
+        assert store.stats().as_json() == expected.counts()
