@@ -27,7 +27,7 @@ from user_limits.stores.memory_store import MemoryStore
 from user_limits.stream.batch import BatchProcessor
 from user_limits.stream.engine import decode_batch, project
 from user_limits.stream.kinesis_event import records_from_lambda_event
-from user_limits.stream.records import Checkpoint, CommitError, Counts, Outcome, Snapshot, StreamRecord
+from user_limits.stream.records import Checkpoint, CommitError, Outcome, Snapshot, StreamRecord
 
 pytestmark = pytest.mark.servers
 
@@ -179,27 +179,44 @@ def test_a_batch_reads_limits_and_parked_events_together(store: DynamoDBStore) -
 # -- conditional writes
 
 
-def test_a_stale_outcome_cannot_move_a_limit_backwards_and_the_rest_is_written(store: DynamoDBStore) -> None:
-    process(store, records([created("L1", 1), progress("L1", 2, "20", "0"), progress("L1", 3, "10", "20")]))
-    current = store.user_limit("u1", "L1")
-    assert current is not None
-    # Another writer computed an older state of L1 (and a new limit L9) from an old snapshot.
-    stale = UserLimit(**{**{f: getattr(current, f) for f in current.__struct_fields__}, "last_sequence_number": 2})
-    fresh = UserLimit(**{**{f: getattr(current, f) for f in current.__struct_fields__}, "user_limit_id": "L9"})
-    outcome: Outcome[UserLimit] = Outcome(
-        states={"L1": stale, "L9": fresh},
-        touched={"L1": (None, 0), "L9": (None, 1)},
-        applied_by_key={"L1": 2, "L9": 1},
-        counts=Counts(applied=3),
-        size=2,
-    )
+LIMIT_STREAM = [created("L1", 1), *(progress("L1", n, "1", str(n - 2)) for n in range(2, 6))]
 
-    committed = store.apply_batch({"L1": "u1", "L9": "u1"}, lambda snapshot: outcome)
 
-    assert store.user_limit("u1", "L1") == current  # the newer state won
-    assert store.user_limit("u1", "L9") == fresh  # the rest was retried and written
-    assert (committed.counts.applied, committed.counts.skipped) == (1, 2)
-    assert (store.stats().applied, store.stats().skipped) == (4, 2)
+@pytest.mark.parametrize(("theirs", "ours"), [(3, 5), (5, 3)], ids=["they-are-behind", "they-are-ahead"])
+def test_a_writer_whose_snapshot_went_stale_ends_as_a_serial_writer(
+    dynamodb_store_url: str, store: DynamoDBStore, theirs: int, ours: int
+) -> None:
+    other = records(LIMIT_STREAM[:theirs])
+    mine = records([*LIMIT_STREAM[:ours], created("L2", 1, user_id="u2")], 100)
+    other_store = DynamoDBStore(dynamodb_store_url)
+    snapshots: list[Snapshot[UserLimit]] = []
+
+    def interleaved(snapshot: Snapshot[UserLimit]) -> Outcome[UserLimit]:
+        if not snapshots:
+            process(other_store, other)  # the other writer commits while we hold our snapshot
+        snapshots.append(snapshot)
+        return project_batch(mine, snapshot)
+
+    store.apply_batch({"L1": "u1", "L2": "u2"}, interleaved)
+    other_store.close()
+
+    assert len(snapshots) == 2  # L1 was read and projected again
+    serial = reference([other, mine])
+    assert state(store) == state(serial)  # limits, parked, dead letters and every counter
+    limit = store.user_limit("u1", "L1")
+    assert limit is not None and limit.last_sequence_number == max(theirs, ours)
+
+
+def test_an_outcome_from_an_outdated_snapshot_is_never_written(store: DynamoDBStore) -> None:
+    process(store, records(LIMIT_STREAM))
+    before = state(store)
+    stale = project_batch(records(LIMIT_STREAM[:3]), Snapshot())  # as if L1 did not exist
+
+    with pytest.raises(CommitError) as raised:
+        store.apply_batch({"L1": "u1"}, lambda snapshot: stale)
+
+    assert raised.value.first_uncommitted == 0
+    assert state(store) == before
 
 
 def test_checkpoints_of_any_length_only_move_forward(store: DynamoDBStore) -> None:

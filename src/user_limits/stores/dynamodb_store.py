@@ -11,21 +11,32 @@ Items (``PK``, ``SK``, both strings):
   conflicts between shards) and summed on read. ``META``, ``ASOF``: the newest event time applied.
 - ``CHECKPOINT``, ``<stream>|<shardId>``: a shard's checkpoint, with a zero-padded ``orderKey``.
 
-A batch is read with BatchGetItem (100 keys a request) and written with TransactWriteItems (up to
-100 actions each), one conditional write per touched limit: ``attribute_not_exists(PK) OR
-lastSequenceNumber < :new``, so no writer moves a limit backwards. If a condition fails, a newer
-state is stored: that limit's write is dropped (its events count as skipped) and the rest retried.
+A batch is read with BatchGetItem (100 keys a request, consistent reads) and written with
+TransactWriteItems (up to 100 actions each, a ClientRequestToken so botocore's retries are
+idempotent). Each touched limit is one unit: its Put (or, when only its parked events change, a
+ConditionCheck) is conditional on the limit being as the snapshot had it (``attribute_not_exists``
+or ``lastSequenceNumber = :expected``), so no writer moves a limit backwards or applies an event
+twice. When another writer got there first, that unit is dropped from the transaction, the rest
+is retried, and the dropped limits are read again and the batch projected again for them (the
+projection is pure), so concurrent writers of one stream end as one serial writer would, counters
+included.
 
 There is no transaction over a whole batch, so a failure part-way raises :class:`CommitError` with
-the first record whose effect is not committed; re-delivering from there is harmless (the sequence
-guard skips what is already applied). What is exact under failures and retries:
+the first record whose effect is not committed (units are committed in record order); re-delivering
+from there is harmless, the stored positions skip what is already applied. Under failures and
+retries:
 
-- ``applied``: each transaction ADDs the applied events of exactly the limit writes it commits.
+- ``applied`` is exact: each transaction ADDs the applied events of exactly the units it commits.
 - parked events (``E<position>`` set or removed), dead letters (put if absent), the checkpoint and
-  ``asOf`` (conditional maximums) are idempotent.
+  ``asOf`` (conditional maximums) are idempotent; the checkpoint is written last.
 - ``skipped`` and ``ignored`` are added by the batch's last transaction: exact when a batch commits
   in full; a batch that fails part-way adds none, and its re-delivered remainder counts its own
-  records (events the failed attempt had already applied then count as skipped).
+  records (events the failed attempt had already applied then count as skipped). A batch delivered
+  again after it committed counts its records as skipped again, as every store does.
+
+Costs: about 2 keys read per touched limit (limit and parked item) and one transaction per ~99
+touched limits, plus one conditional UpdateItem (``asOf``) per batch. ``stats``, ``all_limits``
+and ``parked_events`` Scan the table (CLI use); the read API uses one Query and one GetItem.
 """
 
 from __future__ import annotations
@@ -78,8 +89,7 @@ TRANSACTION_ACTIONS = 100  # DynamoDB's limit per TransactWriteItems
 TRANSACTION_BYTES = 3_500_000  # under the 4 MB request limit, with room for the expressions
 MAX_ITEM_DATA = 350_000  # dead-letter bytes kept: an item holds at most 400 KB
 RETRIES = 8  # our own retries of throttled/conflicting requests, on top of botocore's
-
-LIMIT_CONDITION = "attribute_not_exists(PK) OR lastSequenceNumber < :seq"
+ROUNDS = 5  # reads and projections of a batch whose limits other writers keep changing
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,21 +316,36 @@ def checkpoint_order(checkpoint: Checkpoint) -> str:
 
 @dataclass(slots=True)
 class _Unit:
-    """Actions committed together or not at all: one limit and its parked events, or a dead letter."""
+    """Actions committed together or not at all: one limit with its parked events, conditional on
+    the limit being as the snapshot had it; or a dead letter."""
 
     index: int  # the first batch record whose effect the unit carries
     actions: list[Action]
+    key: str | None = None  # the limit's id; None for a dead letter
     applied: int = 0
     updated_at: int | None = None
     size: int = 0
 
 
 @dataclass(slots=True)
-class _Commit:
-    outcome: Outcome[UserLimit]
-    dropped_applied: int = 0
+class _Progress:
+    """What the transactions of one batch have committed so far."""
+
+    applied: int = 0
+    skipped: int = 0
+    ignored: int = 0
     newest: int | None = None
     committed_any: bool = False
+
+
+def _expected(position: int | None) -> dict[str, Any]:
+    """The condition that a limit is still at the snapshot's ``position`` (absent for None)."""
+    if position is None:
+        return {"ConditionExpression": "attribute_not_exists(PK)"}
+    return {
+        "ConditionExpression": "lastSequenceNumber = :expected",
+        "ExpressionAttributeValues": {":expected": _n(position)},
+    }
 
 
 class DynamoDBStore:
@@ -338,8 +363,32 @@ class DynamoDBStore:
     def apply_batch(
         self, keys: Mapping[str, str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
     ) -> Outcome[UserLimit]:
-        outcome = project(self._snapshot(keys))
-        self._commit(keys, outcome)
+        snapshot = self._snapshot(keys)
+        outcome = project(snapshot)
+        progress = _Progress()
+        pending: set[str] | None = None  # the limits still to commit; None: the whole outcome
+        for _ in range(ROUNDS):
+            conflicts = self._commit(keys, outcome, pending, progress)
+            if not conflicts:
+                break
+            # Another writer changed these limits since they were read: read them again and
+            # project the batch again (projection is pure; the other limits come out the same).
+            fresh = self._snapshot({key: keys[key] for key in conflicts})
+            for key in conflicts:
+                _replace(snapshot.states, key, fresh.states.get(key))
+                _replace(snapshot.parked, key, fresh.parked.get(key))
+            outcome = project(snapshot)
+            pending = set(conflicts)
+        else:
+            raise CommitError(min(conflicts.values()), RuntimeError(f"limits changing under {ROUNDS} attempts"))
+        try:
+            if progress.newest is not None:
+                self._conditional_max(_key(META, AS_OF), "asOf", _n(progress.newest))
+            if outcome.checkpoint is not None:
+                self._store_checkpoint(outcome.checkpoint)
+        except Exception as error:
+            # Every record's effect is committed; the next batch moves these forward again.
+            raise CommitError(outcome.size, error) from error
         return outcome
 
     def _snapshot(self, keys: Mapping[str, str]) -> Snapshot[UserLimit]:
@@ -372,7 +421,7 @@ class DynamoDBStore:
                         raise StoreError(f"DynamoDB table {self.table}: reads still throttled after {RETRIES} retries")
                     _backoff(attempt)
 
-    def _units(self, keys: Mapping[str, str], outcome: Outcome[UserLimit]) -> list[_Unit]:
+    def _units(self, keys: Mapping[str, str], outcome: Outcome[UserLimit], pending: set[str] | None) -> list[_Unit]:
         table = self.table
         parked_set: dict[str, list[tuple[int, ParkedEvent]]] = {}
         parked_removed: dict[str, list[tuple[int, ParkedEvent]]] = {}
@@ -382,37 +431,37 @@ class DynamoDBStore:
             parked_removed.setdefault(event.key, []).append((index, event))
         units: list[_Unit] = []
         for key in {*outcome.states, *parked_set, *parked_removed}:
+            if pending is not None and key not in pending:
+                continue
+            expected, first = outcome.touched[key]
             indexes = [index for index, _ in (*parked_set.get(key, ()), *parked_removed.get(key, ()))]
-            if key in outcome.touched:
-                indexes.append(outcome.touched[key][1])
-            unit = _Unit(min(indexes), [])
+            unit = _Unit(min([first, *indexes]), [], key)
             limit = outcome.states.get(key)
+            condition = _expected(expected)
             if limit is not None:
-                unit.actions.append(
-                    {
-                        "Put": {
-                            "TableName": table,
-                            "Item": limit_item(limit),
-                            "ConditionExpression": LIMIT_CONDITION,
-                            "ExpressionAttributeValues": {":seq": _n(limit.last_sequence_number)},
-                        }
-                    }
-                )
+                put: Any = {"TableName": table, "Item": limit_item(limit), **condition}
+                unit.actions.append({"Put": put})
                 unit.applied = outcome.applied_by_key.get(key, 0)
                 unit.updated_at = limit.updated_at
                 unit.size = 600
-            if key in parked_set or key in parked_removed:
-                names: dict[str, str] = {}
-                values: dict[str, AttributeValueTypeDef] = {}
-                sets, removes = [], []
-                for n, (_, event) in enumerate(parked_set.get(key, ())):
-                    names[f"#s{n}"] = f"{PARKED_PREFIX}{event.position}"
-                    values[f":s{n}"] = {"B": event.data}
-                    sets.append(f"#s{n} = :s{n}")
-                    unit.size += len(event.data) + 40
-                for n, (_, event) in enumerate(parked_removed.get(key, ())):
-                    names[f"#r{n}"] = f"{PARKED_PREFIX}{event.position}"
-                    removes.append(f"#r{n}")
+            else:
+                # Parked events only: still conditional on the limit being as read.
+                limit_key = _key(USER + keys[key], LIMIT + key)
+                check: Any = {"TableName": table, "Key": limit_key, **condition}
+                unit.actions.append({"ConditionCheck": check})
+                unit.size = 200
+            names: dict[str, str] = {}
+            values: dict[str, AttributeValueTypeDef] = {}
+            sets, removes = [], []
+            for n, (_, event) in enumerate(parked_set.get(key, ())):
+                names[f"#s{n}"] = f"{PARKED_PREFIX}{event.position}"
+                values[f":s{n}"] = {"B": event.data}
+                sets.append(f"#s{n} = :s{n}")
+                unit.size += len(event.data) + 40
+            for n, (_, event) in enumerate(parked_removed.get(key, ())):
+                names[f"#r{n}"] = f"{PARKED_PREFIX}{event.position}"
+                removes.append(f"#r{n}")
+            if names:
                 expression = " ".join(
                     clause
                     for clause in (
@@ -432,25 +481,29 @@ class DynamoDBStore:
                 unit.actions.append({"Update": update})
                 unit.size += 200
             units.append(unit)
-        stored_at = time.time_ns()
-        seen: set[str] = set()
-        for index, letter in outcome.dead_letters:
-            if letter.id in seen:  # one transaction may not touch an item twice
-                continue
-            seen.add(letter.id)
-            item = dead_letter_item(letter, index, stored_at)
-            action: Action = {
-                "Put": {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(PK)"}
-            }
-            units.append(_Unit(index, [action], size=len(letter.data[:MAX_ITEM_DATA]) + 400))
+        if pending is None:
+            stored_at = time.time_ns()
+            seen: set[str] = set()
+            for index, letter in outcome.dead_letters:
+                if letter.id in seen:  # one transaction may not touch an item twice
+                    continue
+                seen.add(letter.id)
+                item = dead_letter_item(letter, index, stored_at)
+                action: Action = {
+                    "Put": {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(PK)"}
+                }
+                units.append(_Unit(index, [action], size=len(letter.data[:MAX_ITEM_DATA]) + 400))
         units.sort(key=lambda unit: unit.index)
         return units
 
-    def _commit(self, keys: Mapping[str, str], outcome: Outcome[UserLimit]) -> None:
-        units = self._units(keys, outcome)
+    def _commit(
+        self, keys: Mapping[str, str], outcome: Outcome[UserLimit], pending: set[str] | None, progress: _Progress
+    ) -> dict[str, int]:
+        """Commit the outcome (of the ``pending`` limits) in transactions, in record order; returns
+        the limits another writer changed since they were read, with their first record's index."""
         groups: list[list[_Unit]] = []
         actions = size = 0
-        for unit in units:
+        for unit in self._units(keys, outcome, pending):
             # One action of each transaction is kept for the counters.
             if (
                 not groups
@@ -464,33 +517,35 @@ class DynamoDBStore:
             size += unit.size
         if not groups:
             groups.append([])  # still count skipped and ignored
-        commit = _Commit(outcome)
+        conflicts: dict[str, int] = {}
         for number, group in enumerate(groups):
             try:
-                self._transact(commit, group, last=number == len(groups) - 1)
+                self._transact(outcome, group, progress, conflicts, last=number == len(groups) - 1)
             except Exception as error:
                 remaining = [unit.index for later in groups[number:] for unit in later]
-                first = min(remaining, default=outcome.size if commit.committed_any else 0)
+                remaining += conflicts.values()
+                first = min(remaining, default=outcome.size if progress.committed_any else 0)
                 raise CommitError(first, error) from error
-        counts = outcome.counts
-        counts.applied -= commit.dropped_applied
-        counts.skipped += commit.dropped_applied
-        try:
-            if commit.newest is not None:
-                self._conditional_max(_key(META, AS_OF), "asOf", _n(commit.newest))
-            if outcome.checkpoint is not None:
-                self._store_checkpoint(outcome.checkpoint)
-        except Exception as error:
-            # Every record's effect is committed; the next batch moves these forward again.
-            raise CommitError(outcome.size, error) from error
+        return conflicts
 
-    def _transact(self, commit: _Commit, units: list[_Unit], last: bool) -> None:
-        """One TransactWriteItems, retried without the limits a newer state already holds."""
-        counts = commit.outcome.counts
+    def _transact(
+        self,
+        outcome: Outcome[UserLimit],
+        units: list[_Unit],
+        progress: _Progress,
+        conflicts: dict[str, int],
+        last: bool,
+    ) -> None:
+        """One TransactWriteItems, retried without the units whose conditions failed: a limit
+        changed since it was read (into ``conflicts``), a dead letter already kept (dropped)."""
+        counts = outcome.counts
         attempt = 0
         while True:
             applied = sum(unit.applied for unit in units)
-            skipped, ignored = (counts.skipped + commit.dropped_applied, counts.ignored) if last else (0, 0)
+            # The batch's last transaction brings skipped and ignored up to this outcome's.
+            skipped, ignored = (
+                (counts.skipped - progress.skipped, counts.ignored - progress.ignored) if last else (0, 0)
+            )
             actions = [action for unit in units for action in unit.actions]
             if applied or skipped or ignored:
                 actions.append(self._counters_action(applied, skipped, ignored))
@@ -504,7 +559,7 @@ class DynamoDBStore:
                 reasons = error.response.get("CancellationReasons") or []
                 failed = {n for n, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"}
                 if failed:
-                    units = self._drop(commit, units, failed)
+                    units = _without(units, failed, conflicts)
                     continue
                 # Conflicts with another transaction, or throttling: back off and try again.
                 attempt += 1
@@ -512,26 +567,14 @@ class DynamoDBStore:
                     raise
                 _backoff(attempt)
                 continue
-            commit.committed_any = True
+            progress.committed_any = True
+            progress.applied += applied
+            progress.skipped += skipped
+            progress.ignored += ignored
             for unit in units:
-                if unit.updated_at is not None and (commit.newest is None or unit.updated_at > commit.newest):
-                    commit.newest = unit.updated_at
+                if unit.updated_at is not None and (progress.newest is None or unit.updated_at > progress.newest):
+                    progress.newest = unit.updated_at
             return
-
-    @staticmethod
-    def _drop(commit: _Commit, units: list[_Unit], failed: set[int]) -> list[_Unit]:
-        """The units whose conditions held: a failed limit condition means a newer state is
-        stored (it wins); a failed dead-letter condition means the letter is already kept."""
-        kept: list[_Unit] = []
-        position = 0
-        for unit in units:
-            span = range(position, position + len(unit.actions))
-            position += len(unit.actions)
-            if failed.intersection(span):
-                commit.dropped_applied += unit.applied
-            else:
-                kept.append(unit)
-        return kept
 
     def _counters_action(self, applied: int, skipped: int, ignored: int) -> Action:
         return {
@@ -652,6 +695,27 @@ class DynamoDBStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _without(units: list[_Unit], failed: set[int], conflicts: dict[str, int]) -> list[_Unit]:
+    """The units none of whose actions (by position in the transaction) failed their condition."""
+    kept: list[_Unit] = []
+    position = 0
+    for unit in units:
+        span = range(position, position + len(unit.actions))
+        position += len(unit.actions)
+        if not failed.intersection(span):
+            kept.append(unit)
+        elif unit.key is not None:
+            conflicts[unit.key] = unit.index
+    return kept
+
+
+def _replace(values: dict[str, Any], key: str, value: Any) -> None:
+    if value is None:
+        values.pop(key, None)
+    else:
+        values[key] = value
 
 
 def _backoff(attempt: int) -> None:
