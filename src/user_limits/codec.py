@@ -12,7 +12,15 @@ import msgspec
 from msgspec.structs import astuple
 
 from user_limits.domain import projection
-from user_limits.domain.events import AMOUNT_DIGITS, DECIMAL_FIELDS, PAYLOAD_TYPES, Int64, Payload, UserLimitEvent
+from user_limits.domain.events import (
+    AMOUNT_DIGITS,
+    DECIMAL_FIELDS,
+    PAYLOAD_TYPES,
+    STORED_DECIMAL_FIELDS,
+    Int64,
+    Payload,
+    UserLimitEvent,
+)
 from user_limits.domain.model import UserLimit
 from user_limits.stream.engine import InvalidRecord
 
@@ -40,11 +48,13 @@ _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
 def decode_envelope(data: bytes) -> Envelope:
-    try:
-        # msgspec skips unknown fields without checking their UTF-8: check the whole record.
-        data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise InvalidRecord(f"not UTF-8: {error.reason} at byte {error.start}") from None
+    # msgspec skips unknown fields without checking their UTF-8: check the whole record. ASCII, the
+    # usual case, is valid UTF-8: isascii() checks it without building a str.
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidRecord(f"not UTF-8: {error.reason} at byte {error.start}") from None
     try:
         envelope = _envelope.decode(data)
     except _DECODE_ERRORS as error:
@@ -71,10 +81,12 @@ class UserLimitFamily:
         # Valid JSON, but no store's text column can hold a NUL: it would fail every retry.
         if _ESCAPED_NUL in data and any("\x00" in value for value in astuple(payload) if isinstance(value, str)):
             raise InvalidRecord(f"invalid {envelope.type} payload: a string contains the NUL character (\\u0000)")
-        for name in DECIMAL_FIELDS[type(payload)]:
-            amount: Decimal = getattr(payload, name)
-            if not amount.is_finite():
+        kind = type(payload)
+        for name in DECIMAL_FIELDS[kind]:
+            if not getattr(payload, name).is_finite():
                 raise InvalidRecord(f"invalid {envelope.type} payload: `{name}` is not a finite decimal")
+        for name in STORED_DECIMAL_FIELDS[kind]:
+            amount: Decimal = getattr(payload, name)
             exponent = amount.as_tuple().exponent  # an int once finite
             if amount.adjusted() >= AMOUNT_DIGITS or (isinstance(exponent, int) and exponent < -AMOUNT_DIGITS):
                 raise InvalidRecord(

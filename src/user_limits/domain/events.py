@@ -75,14 +75,20 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
     RESET: LimitReset,
 }
 
-# The Decimal fields of each payload type: each must be finite (NaN and Infinity parse as Decimal)
-# and within AMOUNT_DIGITS digits either side of the point. Outside that, a finite amount such as
-# 1e1000000 overflows Decimal arithmetic and numeric columns: every retry of its batch would fail.
-AMOUNT_DIGITS = 38
+# The Decimal fields of each payload type: each must be finite (NaN and Infinity parse as Decimal).
 DECIMAL_FIELDS: dict[type[Payload], tuple[str, ...]] = {
     LimitCreated: ("value",),
     ProgressChanged: ("amount", "previous_progress", "remaining_amount"),
     LimitReset: ("reset_amount", "reset_percentage", "unused_amount"),
+}
+# Those the read model computes with or stores must also lie within AMOUNT_DIGITS digits either
+# side of the point. Outside that, a finite amount such as 1e1000000 overflows Decimal arithmetic
+# and numeric columns: every retry of its batch would fail. (The others are only validated.)
+AMOUNT_DIGITS = 38
+STORED_DECIMAL_FIELDS: dict[type[Payload], tuple[str, ...]] = {
+    LimitCreated: ("value",),
+    ProgressChanged: ("amount", "previous_progress"),
+    LimitReset: (),
 }
 
 

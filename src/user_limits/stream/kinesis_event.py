@@ -18,6 +18,8 @@ from user_limits.stream.records import StreamRecord
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
 
 _b64decode = base64.b64decode
+# StreamRecord's generated __new__ is a Python function; building the tuple directly skips it.
+_new_record = tuple.__new__
 
 
 def records_from_lambda_event(event: Mapping[str, Any]) -> tuple[list[StreamRecord], list[str]]:
@@ -32,7 +34,10 @@ def records_from_lambda_event(event: Mapping[str, Any]) -> tuple[list[StreamReco
         if type(sequence_number) is not str:
             sequence_number = str(sequence_number)
         arrival = kinesis.get("approximateArrivalTimestamp")
-        arrival_ms = None if arrival is None else int(float(arrival) * 1000)
+        if type(arrival) is float:  # what Lambda sends: no conversion needed
+            arrival_ms: int | None = int(arrival * 1000)
+        else:
+            arrival_ms = None if arrival is None else int(float(arrival) * 1000)
         encoded = kinesis["data"]
         try:
             # binascii directly: base64.b64decode's wrapper costs as much as the decoding.
@@ -43,7 +48,7 @@ def records_from_lambda_event(event: Mapping[str, Any]) -> tuple[list[StreamReco
         shard_id = event_id.partition(":")[0] or None if event_id else None
         partition_key = kinesis.get("partitionKey")
         stream_arn = raw.get("eventSourceARN")
-        if data[:4] == KPL_MAGIC:
+        if data.startswith(KPL_MAGIC):
             for sub, (user_key, user_data) in enumerate(deaggregate(raw, data)):
                 add(
                     StreamRecord(
@@ -52,7 +57,8 @@ def records_from_lambda_event(event: Mapping[str, Any]) -> tuple[list[StreamReco
                 )
                 add_parent(sequence_number)
         else:
-            add(StreamRecord(data, sequence_number, None, partition_key, arrival_ms, stream_arn, shard_id))
+            fields = (data, sequence_number, None, partition_key, arrival_ms, stream_arn, shard_id)
+            add(_new_record(StreamRecord, fields))
             add_parent(sequence_number)
     return records, parents
 
