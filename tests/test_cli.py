@@ -384,3 +384,20 @@ def test_a_store_failure_mid_replay_keeps_the_committed_batches(
     clean = f"sqlite:///{tmp_path / 'clean.db'}"
     run("replay", str(path), "--store", clean)
     assert exported(run, store) == exported(run, clean)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["replay"], "Missing argument"),
+        (["replay", "--batch-size", "0", "events.json"], "--batch-size"),
+        (["no-such-command"], "No such command"),
+        (["show"], "Missing argument"),
+        (["stats", "--no-such-option"], "No such option"),
+    ],
+)
+def test_usage_errors_are_one_line_too(tmp_path: Path, args: list[str], says: str) -> None:
+    done = subprocess_cli(*args, cwd=tmp_path)
+    assert done.code == 2
+    assert done.err.count("\n") == 1 and done.err.startswith("user-limits: error: ")
+    assert says in done.err and "Traceback" not in done.err and "╭" not in done.err

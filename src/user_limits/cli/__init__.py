@@ -7,6 +7,9 @@ never a traceback.
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
+
+import typer
 
 # Each module registers its commands on ``app``.
 from user_limits.cli import build_lambda as _build_lambda  # noqa: F401
@@ -22,10 +25,27 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     try:
-        app()
+        # Not standalone: Click's usage errors come back here, to be printed as one line like every
+        # other bad input, instead of Typer's boxed panel.
+        code = app(standalone_mode=False)
     except UserError as error:
-        print(f"user-limits: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("user-limits: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _fail(str(error), 2)
+    except (KeyboardInterrupt, typer.Abort):
+        _fail("interrupted", 130)
+    except Exception as error:
+        if not _is_click_error(error):
+            raise
+        context = getattr(error, "ctx", None)
+        hint = f" (see {context.command_path} --help)" if context is not None else ""
+        _fail(f"{error.format_message()}{hint}", getattr(error, "exit_code", 2))  # type: ignore[attr-defined]
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_click_error(error: Exception) -> bool:
+    # Typer may vendor its own copy of Click: recognise its ClickException by name.
+    return any(cls.__name__ == "ClickException" for cls in type(error).__mro__)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"user-limits: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(code)
