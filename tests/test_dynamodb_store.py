@@ -4,6 +4,7 @@ Lambda handler. The behaviour every store shares is in test_store_contract.py.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.servers.dynalite import DynamoDBServer
-from tests.streams import created, export, lambda_record, process, progress, records
+from tests.streams import created, encode, export, lambda_record, process, progress, records
 from user_limits import aws_lambda, synthetic
 from user_limits.codec import UserLimitFamily
 from user_limits.domain.model import UserLimit
@@ -169,11 +170,17 @@ def test_a_batch_reads_limits_and_parked_events_together(store: DynamoDBStore) -
     requests = Requests(store)
     process(store, records([created("L1", 1), progress("L2", 2, "1", "0", user_id="u2")], 10))
     requests.close()
-    # One BatchGetItem for both limits and their parked items; one transaction; the asOf maximum.
-    assert requests.names == ["BatchGetItem", "TransactWriteItems", "UpdateItem"]
+    # One BatchGetItem for both limits and their parked items, one for the owner entries of those
+    # not found (is the limit in another user's partition?); one transaction; the asOf maximum.
+    assert requests.names == ["BatchGetItem", "BatchGetItem", "TransactWriteItems", "UpdateItem"]
     assert [event.key for event in store.parked_events()] == ["L2"]
     limit = store.user_limit("u1", "L1")
     assert limit is not None and (limit.last_sequence_number, str(limit.progress)) == (5, "5")
+
+    requests = Requests(store)
+    process(store, records([progress("L1", 6, "1", "5")], 20))  # the usual case: existing limits
+    requests.close()
+    assert requests.names == ["BatchGetItem", "TransactWriteItems", "UpdateItem"]
 
 
 # -- conditional writes
@@ -284,7 +291,8 @@ def test_unprocessed_keys_and_transaction_conflicts_are_retried(store: DynamoDBS
         client.meta.events.unregister("before-parameter-build.dynamodb.BatchGetItem", remember)
         client.meta.events.unregister("after-call.dynamodb.BatchGetItem", nothing_processed)
     assert hits == ["unprocessed"]
-    assert requests.names.count("BatchGetItem") == 2 and requests.names.count("TransactWriteItems") == 2
+    # The read again, then the owner entries of the new limits; the transaction again.
+    assert requests.names.count("BatchGetItem") == 3 and requests.names.count("TransactWriteItems") == 2
     assert state(store) == state(reference([batch]))
 
 
@@ -356,12 +364,29 @@ def test_a_partial_failure_is_reported_and_redelivery_equals_a_clean_run(
         aws_lambda.reset()
 
 
-def test_a_record_larger_than_an_item_is_dead_lettered_truncated(store: DynamoDBStore) -> None:
-    huge = b"{" + b"x" * 500_000
-    process(store, records([huge, created("L1", 1)]))
-    (letter,) = store.dead_letters()
-    assert letter.data == huge[: dynamodb_store.MAX_ITEM_DATA] and letter.reason.startswith("invalid envelope")
-    assert letter.sequence_number is not None and store.user_limit("u1", "L1") is not None
+def test_records_larger_than_an_item_are_kept_whole_in_chunks(store: DynamoDBStore) -> None:
+    # A Kinesis record holds up to 1 MiB, a DynamoDB item 400 KB: big records are compressed and,
+    # when still too big (random bytes do not compress), split into chunk items.
+    orphan = encode(progress("L1", 5, "1", "0", note=os.urandom(400_000).hex()))
+    poison = b"\xff" + os.urandom(1_000_000)
+    process(store, records([orphan, poison]))
+    assert [event.data for event in store.parked_events()] == [orphan]
+    assert [letter.data for letter in store.dead_letters()] == [poison]
+    assert chunk_items(store) == {"parked": 2, "dead letters": 4}
+
+    process(store, records([created("L1", 1)], 10))  # drains the orphan: its chunks go too
+    limit = store.user_limit("u1", "L1")
+    assert limit is not None and str(limit.progress) == "1"
+    assert store.parked_events() == [] and chunk_items(store) == {"parked": 0, "dead letters": 4}
+
+
+def chunk_items(store: DynamoDBStore) -> dict[str, int]:
+    pages = store._client.get_paginator("scan").paginate(TableName=store.table, ProjectionExpression="PK, SK")
+    items = [item for page in pages for item in page["Items"]]
+    return {
+        "parked": sum(item["SK"]["S"].startswith("CHUNK#PARKED#") for item in items),
+        "dead letters": sum(item["PK"]["S"] == "DEADLETTERCHUNK" for item in items),
+    }
 
 
 # -- the shared sample

@@ -6,7 +6,13 @@ Items (``PK``, ``SK``, both strings):
   ``progress`` are strings: a DynamoDB number would turn ``"9800.00"`` into ``9800``.
 - ``USER#<userId>``, ``PARKED#<userLimitId>``: the events parked for that limit, one attribute
   ``E<position>`` (bytes) each, so a batch reads a limit and its parked events in one BatchGetItem.
+- ``OWNER#<userLimitId>``, ``OWNER``: the user whose partition holds the limit. Read only for
+  limits not found in the partition of the batch's events (new limits, orphans), so that a limit
+  created again for another user moves to that user's partition.
 - ``DEADLETTER``, ``<DeadLetter.id>``: a dead letter, put only if absent (kept once).
+- Record bytes (parked events, dead letters) are zlib-compressed when that helps; beyond 32 KB
+  they go to chunk items (``USER#<userId>``, ``CHUNK#PARKED#…`` and ``DEADLETTERCHUNK``), written
+  and deleted in the same transaction: an item holds 400 KB, a Kinesis record up to 1 MiB.
 - ``META``, ``COUNTERS#<n>``: applied/skipped/ignored, spread over a few items (fewer transaction
   conflicts between shards) and summed on read. ``META``, ``ASOF``: the newest event time applied.
 - ``CHECKPOINT``, ``<stream>|<shardId>``: a shard's checkpoint, with a zero-padded ``orderKey``.
@@ -34,8 +40,9 @@ retries:
   records (events the failed attempt had already applied then count as skipped). A batch delivered
   again after it committed counts its records as skipped again, as every store does.
 
-Costs: about 2 keys read per touched limit (limit and parked item) and one transaction per ~99
-touched limits, plus one conditional UpdateItem (``asOf``) per batch. ``stats``, ``all_limits``
+Costs: about 2 keys read per touched limit (limit and parked item), 1 more per limit not found
+(owner entry), one transaction per ~99 touched limits, one conditional UpdateItem (``asOf``) per
+batch. ``stats``, ``all_limits``
 and ``parked_events`` Scan the table (CLI use); the read API uses one Query and one GetItem.
 """
 
@@ -45,6 +52,7 @@ import os
 import random
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -81,13 +89,17 @@ if TYPE_CHECKING:
 USER, LIMIT, PARKED = "USER#", "LIMIT#", "PARKED#"
 DEAD_LETTERS, META, CHECKPOINTS = "DEADLETTER", "META", "CHECKPOINT"
 COUNTERS, AS_OF = "COUNTERS#", "ASOF"
+OWNER = "OWNER#"  # OWNER#<userLimitId>, OWNER: which user's partition holds the limit
+CHUNKS, DEAD_LETTER_CHUNKS = "CHUNK#", "DEADLETTERCHUNK"
 COUNTER_SHARDS = 8
 PARKED_PREFIX = "E"  # attribute E<position> of a PARKED# item
 
 BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
 TRANSACTION_ACTIONS = 100  # DynamoDB's limit per TransactWriteItems
 TRANSACTION_BYTES = 3_500_000  # under the 4 MB request limit, with room for the expressions
-MAX_ITEM_DATA = 350_000  # dead-letter bytes kept: an item holds at most 400 KB
+# Record bytes kept in their item; beyond, in chunk items of CHUNK bytes (see the module's docstring).
+INLINE = 32_000
+CHUNK = 300_000
 RETRIES = 8  # our own retries of throttled/conflicting requests, on top of botocore's
 ROUNDS = 5  # reads and projections of a batch whose limits other writers keep changing
 
@@ -251,50 +263,71 @@ def item_limit(item: Mapping[str, Any]) -> UserLimit:
     )
 
 
-def item_parked(item: Mapping[str, Any]) -> list[ParkedEvent]:
-    key = item["SK"]["S"].removeprefix(PARKED)
-    return sorted(
-        ParkedEvent(key, int(name[1:]), bytes(value["B"]))
-        for name, value in item.items()
-        if name.startswith(PARKED_PREFIX) and name[1:].isdigit()
-    )
+def pack(data: bytes) -> tuple[bytes, list[bytes]]:
+    """The stored form of record bytes: the value kept in its item, and the chunks kept apart.
+
+    The value's first byte says the form: ``r`` raw, ``z`` zlib, ``c`` chunked (then the form of
+    the joined chunks and their count)."""
+    body, form = data, b"r"
+    if len(data) > 512:
+        compressed = zlib.compress(data, 6)
+        if len(compressed) < len(data):
+            body, form = compressed, b"z"
+    if len(body) <= INLINE:
+        return form + body, []
+    chunks = [body[start : start + CHUNK] for start in range(0, len(body), CHUNK)]
+    return b"c" + form + len(chunks).to_bytes(4, "big"), chunks
 
 
-def dead_letter_item(letter: DeadLetter, index: int, stored_at: int) -> Item:
-    data = letter.data
+def chunk_count(value: bytes) -> int:
+    return int.from_bytes(value[2:6], "big") if value[:1] == b"c" else 0
+
+
+def unpack(value: bytes, chunks: Sequence[bytes] = ()) -> bytes:
+    form, body = (value[1:2], b"".join(chunks)) if value[:1] == b"c" else (value[:1], value[1:])
+    return zlib.decompress(body) if form == b"z" else body
+
+
+def parked_chunk_key(user_id: str, key: str, position: int, n: int) -> Item:
+    return _key(USER + user_id, f"{CHUNKS}{PARKED}{key}#{position}#{n}")
+
+
+def dead_letter_chunk_key(letter_id: str, n: int) -> Item:
+    return _key(DEAD_LETTER_CHUNKS, f"{letter_id}#{n}")
+
+
+def dead_letter_item(letter: DeadLetter, index: int, stored_at: int, value: bytes) -> Item:
     item: Item = {
         "PK": _s(DEAD_LETTERS),
         "SK": _s(letter.id),
         "reason": _s(letter.reason),
-        "data": {"B": data[:MAX_ITEM_DATA]},
+        "data": {"B": value},
         # The order dead letters are listed in: when stored, then where in their batch.
         "storedAt": _n(stored_at),
         "batchIndex": _n(index),
     }
-    if len(data) > MAX_ITEM_DATA:
-        item["dataLength"] = _n(len(data))  # the record was larger than an item can hold
-    for name, value in (
+    for name, text in (
         ("sequenceNumber", letter.sequence_number),
         ("partitionKey", letter.partition_key),
         ("streamArn", letter.stream_arn),
         ("shardId", letter.shard_id),
     ):
-        if value is not None:
-            item[name] = _s(value)
+        if text is not None:
+            item[name] = _s(text)
     for name, number in (("subSequenceNumber", letter.sub_sequence_number), ("arrivalMs", letter.arrival_ms)):
         if number is not None:
             item[name] = _n(number)
     return item
 
 
-def item_dead_letter(item: Mapping[str, Any]) -> DeadLetter:
+def item_dead_letter(item: Mapping[str, Any], data: bytes) -> DeadLetter:
     def text(name: str) -> str | None:
         value = item.get(name)
         return None if value is None else str(value["S"])
 
     return DeadLetter(
         item["reason"]["S"],
-        bytes(item["data"]["B"]),
+        data,
         text("sequenceNumber"),
         _optional_int(item, "subSequenceNumber"),
         text("partitionKey"),
@@ -338,10 +371,11 @@ class _Progress:
     committed_any: bool = False
 
 
-def _expected(position: int | None) -> dict[str, Any]:
-    """The condition that a limit is still at the snapshot's ``position`` (absent for None)."""
-    if position is None:
-        return {"ConditionExpression": "attribute_not_exists(PK)"}
+NEW_ITEM = "attribute_not_exists(PK)"
+
+
+def _expected(position: int) -> dict[str, Any]:
+    """The condition that a limit is still at the snapshot's ``position``."""
     return {
         "ConditionExpression": "lastSequenceNumber = :expected",
         "ExpressionAttributeValues": {":expected": _n(position)},
@@ -363,20 +397,21 @@ class DynamoDBStore:
     def apply_batch(
         self, keys: Mapping[str, str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
     ) -> Outcome[UserLimit]:
-        snapshot = self._snapshot(keys)
+        snapshot, homes = self._snapshot(keys)
         outcome = project(snapshot)
         progress = _Progress()
         pending: set[str] | None = None  # the limits still to commit; None: the whole outcome
         for _ in range(ROUNDS):
-            conflicts = self._commit(keys, outcome, pending, progress)
+            conflicts = self._commit(keys, outcome, pending, progress, homes)
             if not conflicts:
                 break
             # Another writer changed these limits since they were read: read them again and
             # project the batch again (projection is pure; the other limits come out the same).
-            fresh = self._snapshot({key: keys[key] for key in conflicts})
+            fresh, fresh_homes = self._snapshot({key: keys[key] for key in conflicts})
             for key in conflicts:
                 _replace(snapshot.states, key, fresh.states.get(key))
                 _replace(snapshot.parked, key, fresh.parked.get(key))
+                _replace(homes, key, fresh_homes.get(key))
             outcome = project(snapshot)
             pending = set(conflicts)
         else:
@@ -391,37 +426,82 @@ class DynamoDBStore:
             raise CommitError(outcome.size, error) from error
         return outcome
 
-    def _snapshot(self, keys: Mapping[str, str]) -> Snapshot[UserLimit]:
+    def _snapshot(self, keys: Mapping[str, str]) -> tuple[Snapshot[UserLimit], dict[str, str]]:
+        """The touched limits and their parked events, and the user whose partition holds each limit."""
         snapshot: Snapshot[UserLimit] = Snapshot()
+        homes: dict[str, str] = {}
         wanted: list[Item] = []
         for limit_id, user_id in keys.items():
             wanted.append(_key(USER + user_id, LIMIT + limit_id))
             wanted.append(_key(USER + user_id, PARKED + limit_id))
+        parked_items = []
         for item in self._batch_get(wanted):
-            sk = item["SK"]["S"]
-            if sk.startswith(LIMIT):
-                snapshot.states[sk.removeprefix(LIMIT)] = item_limit(item)
+            if item["SK"]["S"].startswith(LIMIT):
+                self._found(snapshot, homes, item)
             else:
-                events = item_parked(item)
-                if events:
-                    snapshot.parked[sk.removeprefix(PARKED)] = events
-        return snapshot
+                parked_items.append(item)
+        snapshot.parked = {key: events for key, events in self._parked_of(parked_items).items() if events}
+        # A limit not in the partition of this batch's events may be in another user's: its creation
+        # for another user moves it (the newer creation sets every field).
+        missing = [key for key in keys if key not in snapshot.states]
+        if missing:
+            owners = self._batch_get([_key(OWNER + key, OWNER) for key in missing])
+            elsewhere = [(item["userId"]["S"], item["PK"]["S"].removeprefix(OWNER)) for item in owners]
+            wanted = [_key(USER + user, LIMIT + key) for user, key in elsewhere if user != keys[key]]
+            for item in self._batch_get(wanted):
+                self._found(snapshot, homes, item)
+        return snapshot, homes
 
-    def _batch_get(self, keys: Sequence[Item]) -> Iterator[Mapping[str, Any]]:
+    @staticmethod
+    def _found(snapshot: Snapshot[UserLimit], homes: dict[str, str], item: Mapping[str, Any]) -> None:
+        limit = item_limit(item)
+        snapshot.states[limit.user_limit_id] = limit
+        homes[limit.user_limit_id] = item["PK"]["S"].removeprefix(USER)
+
+    def _parked_of(self, items: Sequence[Mapping[str, Any]]) -> dict[str, list[ParkedEvent]]:
+        """The parked events of PARKED# items, their chunks read."""
+        found: list[tuple[str, str, int, bytes]] = []
+        for item in items:
+            user, key = item["PK"]["S"].removeprefix(USER), item["SK"]["S"].removeprefix(PARKED)
+            for name, value in item.items():
+                if name.startswith(PARKED_PREFIX) and name[1:].isdigit():
+                    found.append((user, key, int(name[1:]), bytes(value["B"])))
+        wanted = [parked_chunk_key(u, k, p, n) for u, k, p, v in found for n in range(chunk_count(v))]
+        chunks = self._chunks(wanted)
+        parked: dict[str, list[ParkedEvent]] = {}
+        for user, key, position, value in found:
+            parts = [chunks[parked_chunk_key(user, key, position, n)["SK"]["S"]] for n in range(chunk_count(value))]
+            parked.setdefault(key, []).append(ParkedEvent(key, position, unpack(value, parts)))
+        for events in parked.values():
+            events.sort()
+        return parked
+
+    def _chunks(self, keys: Sequence[Item]) -> dict[str, bytes]:
+        """Chunk items by sort key; a missing one is an error (chunks are written with their item)."""
+        chunks = {item["SK"]["S"]: bytes(item["d"]["B"]) for item in self._batch_get(keys)}
+        if len(chunks) < len(keys):
+            raise StoreError(f"DynamoDB table {self.table}: {len(keys) - len(chunks)} chunks of stored records missing")
+        return chunks
+
+    def _batch_get(self, keys: Sequence[Item]) -> list[Mapping[str, Any]]:
+        items: list[Mapping[str, Any]] = []
         for start in range(0, len(keys), BATCH_GET_KEYS):
             pending: Any = {self.table: {"Keys": keys[start : start + BATCH_GET_KEYS], "ConsistentRead": True}}
             attempt = 0
             while pending:
                 response = self._client.batch_get_item(RequestItems=pending)
-                yield from response.get("Responses", {}).get(self.table, [])
+                items.extend(response.get("Responses", {}).get(self.table, []))
                 pending = response.get("UnprocessedKeys") or None
                 if pending:
                     attempt += 1
                     if attempt > RETRIES:
                         raise StoreError(f"DynamoDB table {self.table}: reads still throttled after {RETRIES} retries")
                     _backoff(attempt)
+        return items
 
-    def _units(self, keys: Mapping[str, str], outcome: Outcome[UserLimit], pending: set[str] | None) -> list[_Unit]:
+    def _units(
+        self, keys: Mapping[str, str], outcome: Outcome[UserLimit], pending: set[str] | None, homes: Mapping[str, str]
+    ) -> list[_Unit]:
         table = self.table
         parked_set: dict[str, list[tuple[int, ParkedEvent]]] = {}
         parked_removed: dict[str, list[tuple[int, ParkedEvent]]] = {}
@@ -435,32 +515,32 @@ class DynamoDBStore:
                 continue
             expected, first = outcome.touched[key]
             indexes = [index for index, _ in (*parked_set.get(key, ()), *parked_removed.get(key, ()))]
-            unit = _Unit(min([first, *indexes]), [], key)
+            unit = _Unit(min([first, *indexes]), [], key, size=200)
+            unit.actions.extend(self._limit_actions(key, outcome.states.get(key), expected, homes.get(key, keys[key])))
             limit = outcome.states.get(key)
-            condition = _expected(expected)
             if limit is not None:
-                put: Any = {"TableName": table, "Item": limit_item(limit), **condition}
-                unit.actions.append({"Put": put})
                 unit.applied = outcome.applied_by_key.get(key, 0)
                 unit.updated_at = limit.updated_at
-                unit.size = 600
-            else:
-                # Parked events only: still conditional on the limit being as read.
-                limit_key = _key(USER + keys[key], LIMIT + key)
-                check: Any = {"TableName": table, "Key": limit_key, **condition}
-                unit.actions.append({"ConditionCheck": check})
-                unit.size = 200
+                unit.size += 600 * len(unit.actions)
+            partition = keys[key]
             names: dict[str, str] = {}
             values: dict[str, AttributeValueTypeDef] = {}
             sets, removes = [], []
             for n, (_, event) in enumerate(parked_set.get(key, ())):
+                value, chunks = pack(event.data)
                 names[f"#s{n}"] = f"{PARKED_PREFIX}{event.position}"
-                values[f":s{n}"] = {"B": event.data}
+                values[f":s{n}"] = {"B": value}
                 sets.append(f"#s{n} = :s{n}")
-                unit.size += len(event.data) + 40
+                for c, chunk in enumerate(chunks):
+                    chunk_item = {**parked_chunk_key(partition, key, event.position, c), "d": {"B": chunk}}
+                    unit.actions.append({"Put": {"TableName": table, "Item": chunk_item}})
+                unit.size += len(value) + sum(map(len, chunks)) + 100
             for n, (_, event) in enumerate(parked_removed.get(key, ())):
                 names[f"#r{n}"] = f"{PARKED_PREFIX}{event.position}"
                 removes.append(f"#r{n}")
+                for c in range(len(pack(event.data)[1])):
+                    chunk_key = parked_chunk_key(partition, key, event.position, c)
+                    unit.actions.append({"Delete": {"TableName": table, "Key": chunk_key}})
             if names:
                 expression = " ".join(
                     clause
@@ -472,14 +552,13 @@ class DynamoDBStore:
                 )
                 update: Any = {
                     "TableName": table,
-                    "Key": _key(USER + keys[key], PARKED + key),
+                    "Key": _key(USER + partition, PARKED + key),
                     "UpdateExpression": expression,
                     "ExpressionAttributeNames": names,
                 }
                 if values:
                     update["ExpressionAttributeValues"] = values
                 unit.actions.append({"Update": update})
-                unit.size += 200
             units.append(unit)
         if pending is None:
             stored_at = time.time_ns()
@@ -488,22 +567,52 @@ class DynamoDBStore:
                 if letter.id in seen:  # one transaction may not touch an item twice
                     continue
                 seen.add(letter.id)
-                item = dead_letter_item(letter, index, stored_at)
-                action: Action = {
-                    "Put": {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(PK)"}
-                }
-                units.append(_Unit(index, [action], size=len(letter.data[:MAX_ITEM_DATA]) + 400))
+                value, chunks = pack(letter.data)
+                item = dead_letter_item(letter, index, stored_at, value)
+                unit = _Unit(index, [{"Put": {"TableName": table, "Item": item, "ConditionExpression": NEW_ITEM}}])
+                for c, chunk in enumerate(chunks):
+                    chunk_item = {**dead_letter_chunk_key(letter.id, c), "d": {"B": chunk}}
+                    unit.actions.append({"Put": {"TableName": table, "Item": chunk_item}})
+                unit.size = len(value) + sum(map(len, chunks)) + len(letter.reason) + 600
+                units.append(unit)
         units.sort(key=lambda unit: unit.index)
         return units
 
+    def _limit_actions(self, key: str, limit: UserLimit | None, expected: int | None, home: str) -> list[Action]:
+        """The write of a limit, conditional on it being as read; a ConditionCheck when only its
+        parked events change. ``home``: the user whose partition holds the stored limit."""
+        table = self.table
+        if limit is None:
+            if expected is None:
+                check: Any = {"TableName": table, "Key": _key(OWNER + key, OWNER), "ConditionExpression": NEW_ITEM}
+            else:
+                check = {"TableName": table, "Key": _key(USER + home, LIMIT + key), **_expected(expected)}
+            return [{"ConditionCheck": check}]
+        put: Any = {"TableName": table, "Item": limit_item(limit)}
+        owner: Any = {"TableName": table, "Item": {**_key(OWNER + key, OWNER), "userId": _s(limit.user_id)}}
+        if expected is None:  # a new limit, and its owner entry
+            put["ConditionExpression"] = owner["ConditionExpression"] = NEW_ITEM
+            return [{"Put": put}, {"Put": owner}]
+        if limit.user_id == home:
+            put.update(_expected(expected))
+            return [{"Put": put}]
+        # Created again for another user: the limit moves to that user's partition.
+        delete: Any = {"TableName": table, "Key": _key(USER + home, LIMIT + key), **_expected(expected)}
+        return [{"Delete": delete}, {"Put": put}, {"Put": owner}]
+
     def _commit(
-        self, keys: Mapping[str, str], outcome: Outcome[UserLimit], pending: set[str] | None, progress: _Progress
+        self,
+        keys: Mapping[str, str],
+        outcome: Outcome[UserLimit],
+        pending: set[str] | None,
+        progress: _Progress,
+        homes: Mapping[str, str],
     ) -> dict[str, int]:
         """Commit the outcome (of the ``pending`` limits) in transactions, in record order; returns
         the limits another writer changed since they were read, with their first record's index."""
         groups: list[list[_Unit]] = []
         actions = size = 0
-        for unit in self._units(keys, outcome, pending):
+        for unit in self._units(keys, outcome, pending, homes):
             # One action of each transaction is kept for the counters.
             if (
                 not groups
@@ -668,13 +777,25 @@ class DynamoDBStore:
         return iter(limits)
 
     def parked_events(self) -> list[ParkedEvent]:
-        return sorted(event for item in self._scan(PARKED) for event in item_parked(item))
+        parked = self._parked_of(list(self._scan(PARKED)))
+        return sorted(event for events in parked.values() for event in events)
 
     def dead_letters(self) -> list[DeadLetter]:
         items = sorted(
             self._query(DEAD_LETTERS), key=lambda item: (int(item["storedAt"]["N"]), int(item["batchIndex"]["N"]))
         )
-        return [item_dead_letter(item) for item in items]
+        values = [bytes(item["data"]["B"]) for item in items]
+        wanted = [
+            dead_letter_chunk_key(item["SK"]["S"], n)
+            for item, value in zip(items, values, strict=True)
+            for n in range(chunk_count(value))
+        ]
+        chunks = self._chunks(wanted)
+        letters = []
+        for item, value in zip(items, values, strict=True):
+            parts = [chunks[dead_letter_chunk_key(item["SK"]["S"], n)["SK"]["S"]] for n in range(chunk_count(value))]
+            letters.append(item_dead_letter(item, unpack(value, parts)))
+        return letters
 
     def stats(self) -> Counts:
         counts = Counts()
@@ -682,7 +803,9 @@ class DynamoDBStore:
             counts.applied += _optional_int(item, "applied") or 0
             counts.skipped += _optional_int(item, "skipped") or 0
             counts.ignored += _optional_int(item, "ignored") or 0
-        counts.parked = sum(len(item_parked(item)) for item in self._scan(PARKED))
+        counts.parked = sum(
+            1 for item in self._scan(PARKED) for name in item if name.startswith(PARKED_PREFIX) and name[1:].isdigit()
+        )
         counts.dead_lettered = sum(int(page["Count"]) for page in self._query(DEAD_LETTERS, select_count=True))
         return counts
 
