@@ -1,8 +1,8 @@
 """A real kinesis-local (kinesis-mock) server on a free loopback port, for the whole test session.
 
 ``KinesisLocalServer`` is reusable outside pytest: ``python -m tests.servers.kinesis_local NAME:SHARDS``
-runs one until SIGTERM, with that stream, and prints its endpoint (``scripts/stack.sh``). Plain HTTP only; no persistence; stream creation and
-resharding take no simulated time, so tests wait for ACTIVE without sleeping for nothing.
+runs one until SIGTERM, with that stream, and prints its endpoint (``scripts/stack.sh``). Plain HTTP only; no
+persistence; stream creation and resharding take no simulated time, so waiting for ACTIVE is short.
 """
 
 from __future__ import annotations
