@@ -171,6 +171,7 @@ class Consumer:
         self.progress = Progress()
         self._stop = threading.Event()
         self.stream_arn: str | None = None
+        self.listed = False  # a consumer that could not list the shards yet is not idle
 
     def stop(self) -> None:
         """Stop after the batch in hand (safe from a signal handler)."""
@@ -205,6 +206,7 @@ class Consumer:
                 next_log = now + options.log_interval
             if (
                 options.stop_when_idle is not None
+                and self.listed
                 and now - last_activity >= options.stop_when_idle
                 and all(reader.caught_up for reader in self.readers.values())
             ):
@@ -256,6 +258,7 @@ class Consumer:
         except (ClientError, BotoCoreError) as error:
             self.log("list-shards-failed", error=str(error))
             return False
+        self.listed = True
         listed = {shard["ShardId"] for shard in shards}
         started = False
         for shard in shards:
