@@ -20,10 +20,12 @@ EndpointOption = Annotated[
     typer.Option(
         "--endpoint",
         metavar="URL",
-        help="Kinesis endpoint, e.g. http://127.0.0.1:4568 for kinesis-local [default: AWS, or env AWS_ENDPOINT_URL]",
+        help="Kinesis endpoint, e.g. http://127.0.0.1:4568 for kinesis-local (default: AWS, or env AWS_ENDPOINT_URL).",
     ),
 ]
-RegionOption = Annotated[str | None, typer.Option("--region", help="AWS region [default: env AWS_REGION or us-east-1]")]
+RegionOption = Annotated[
+    str | None, typer.Option("--region", help="AWS region (default: env AWS_REGION, else us-east-1).")
+]
 
 
 @app.command()
