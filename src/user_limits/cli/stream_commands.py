@@ -24,7 +24,7 @@ EndpointOption = Annotated[
     ),
 ]
 RegionOption = Annotated[
-    str | None, typer.Option("--region", help="AWS region (default: env AWS_REGION, else us-east-1).")
+    str | None, typer.Option("--region", help="AWS region (default: env AWS_DEFAULT_REGION, else us-east-1).")
 ]
 
 
