@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tests.servers.dynalite import DUMMY_CREDENTIALS, DynamoDBServer
+from tests.servers.dynamodb_local import DUMMY_CREDENTIALS, DynamoDBServer
 
 from bench.lambda_events import lambda_events
 

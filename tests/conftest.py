@@ -1,4 +1,4 @@
-"""Shared fixtures. Real servers (PostgreSQL, dynalite, kinesis-local) are started by the plugins
+"""Shared fixtures. Real servers (PostgreSQL, a local DynamoDB, kinesis-local) are started by the plugins
 below, once per session, on loopback ports."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from user_limits.bootstrap import open_store
 from user_limits.stores.base import LimitStore
 
-pytest_plugins = ["tests.servers.postgres", "tests.servers.dynalite", "tests.servers.kinesis_local"]
+pytest_plugins = ["tests.servers.postgres", "tests.servers.dynamodb_local", "tests.servers.kinesis_local"]
 
 SHARED_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "events.json"
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.servers.dynalite import DynamoDBServer
+from tests.servers.dynamodb_local import DynamoDBServer
 from tests.streams import created, encode, export, lambda_record, process, progress, records
 from user_limits import aws_lambda, synthetic
 from user_limits.codec import UserLimitFamily

@@ -123,7 +123,6 @@ class DynamoDBServer:
 
 
 # The name the conftest plugin was planned under.
-DynaliteServer = DynamoDBServer
 
 
 def new_table_name() -> str:
