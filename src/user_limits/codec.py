@@ -6,7 +6,10 @@ types we ignore cost no payload decoding; then the payload of a handled type int
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Callable
+from decimal import Context, Decimal, Inexact, InvalidOperation
+from operator import attrgetter
+from typing import cast
 
 import msgspec
 from msgspec.structs import astuple
@@ -47,6 +50,41 @@ _ESCAPED_NUL = b"\\u0000"
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
+def _getter(names: tuple[str, ...]) -> Callable[[Payload], tuple[Decimal, ...]]:
+    """The named amounts of a payload as a tuple, fetched in C (attrgetter of one name returns no tuple)."""
+    if len(names) > 1:
+        return cast("Callable[[Payload], tuple[Decimal, ...]]", attrgetter(*names))
+    if not names:
+        return lambda payload: ()
+    get_one = attrgetter(names[0])
+    return lambda payload: (get_one(payload),)
+
+
+_all_amounts = {kind: _getter(names) for kind, names in DECIMAL_FIELDS.items()}
+_stored_amounts = {kind: _getter(names) for kind, names in STORED_DECIMAL_FIELDS.items()}
+_is_finite = Decimal.is_finite
+_BOUND = Decimal(f"1E{AMOUNT_DIGITS}")
+_QUANTUM = Decimal(f"1E-{AMOUNT_DIGITS}")
+# Room for AMOUNT_DIGITS digits either side of the point; Inexact flags digits beyond the quantum.
+_RANGE = Context(prec=2 * AMOUNT_DIGITS + 2, traps=[Inexact, InvalidOperation])
+
+
+def _in_range(amount: Decimal) -> bool:
+    """Below 1E+AMOUNT_DIGITS in size and no non-zero digit past AMOUNT_DIGITS decimal places."""
+    if not -_BOUND < amount < _BOUND:
+        return False
+    try:
+        _RANGE.quantize(amount, _QUANTUM)
+    except (Inexact, InvalidOperation):
+        return False
+    return True
+
+
+def _first_bad(payload: Payload, names: tuple[str, ...]) -> str:
+    name = next(n for n in names if not getattr(payload, n).is_finite())
+    return f"`{name}` is not a finite decimal"
+
+
 def decode_envelope(data: bytes) -> Envelope:
     # msgspec skips unknown fields without checking their UTF-8: check the whole record. ASCII, the
     # usual case, is valid UTF-8: isascii() checks it without building a str.
@@ -82,13 +120,12 @@ class UserLimitFamily:
         if _ESCAPED_NUL in data and any("\x00" in value for value in astuple(payload) if isinstance(value, str)):
             raise InvalidRecord(f"invalid {envelope.type} payload: a string contains the NUL character (\\u0000)")
         kind = type(payload)
-        for name in DECIMAL_FIELDS[kind]:
-            if not getattr(payload, name).is_finite():
-                raise InvalidRecord(f"invalid {envelope.type} payload: `{name}` is not a finite decimal")
-        for name in STORED_DECIMAL_FIELDS[kind]:
-            amount: Decimal = getattr(payload, name)
-            exponent = amount.as_tuple().exponent  # an int once finite
-            if amount.adjusted() >= AMOUNT_DIGITS or (isinstance(exponent, int) and exponent < -AMOUNT_DIGITS):
+        if not all(map(_is_finite, _all_amounts[kind](payload))):
+            raise InvalidRecord(f"invalid {envelope.type} payload: {_first_bad(payload, DECIMAL_FIELDS[kind])}")
+        for amount in _stored_amounts[kind](payload):
+            if not _in_range(amount):
+                names = STORED_DECIMAL_FIELDS[kind]
+                name = next(n for n in names if getattr(payload, n) is amount)
                 raise InvalidRecord(
                     f"invalid {envelope.type} payload: `{name}` is out of range "
                     f"(below 1E+{AMOUNT_DIGITS} with at most {AMOUNT_DIGITS} decimal places)"
