@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from typing import Any
 
 from tests.servers.dynamodb_local import DUMMY_CREDENTIALS, DynamoDBServer
 
+from bench.handler_bench import stdout_silenced
 from bench.lambda_events import lambda_events
 
 TARGET = 0.5
@@ -45,21 +45,6 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-@contextmanager
-def stdout_silenced() -> Iterator[None]:
-    """The handler's log lines and EMF metrics go to /dev/null (at the fd level) while timing."""
-    sys.stdout.flush()
-    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
 
 
 def run(quick: bool = False) -> dict[str, object]:

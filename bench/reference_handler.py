@@ -28,6 +28,8 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from pydantic.alias_generators import to_camel
 
+from user_limits.domain.model import EXPORT_FIELDS
+
 Int64 = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
 # The product's amount rule: finite, below 1E38 in size, at most 38 decimal places. (pydantic counts
 # decimal places after dropping trailing zeros, the product does not: they part only on amounts
@@ -310,19 +312,4 @@ def changed_row(row: tuple[Any, ...], envelope: Envelope, payload: _Payload) -> 
 
 
 def export_row(row: tuple[Any, ...]) -> dict[str, object]:
-    names = (
-        "userLimitId",
-        "userId",
-        "brandId",
-        "type",
-        "period",
-        "status",
-        "value",
-        "progress",
-        "currencyCode",
-        "activeFrom",
-        "activeUntil",
-        "nextResetTime",
-        "createdAt",
-    )
-    return dict(zip(names, row[:13], strict=True))
+    return dict(zip(EXPORT_FIELDS, row[:13], strict=True))

@@ -19,16 +19,19 @@ class InputError(UserError):
     """A file that cannot be read or is not one of the accepted formats."""
 
 
+def read_file(path: str | Path) -> bytes:
+    """The bytes of one input file; raises InputError naming the file and what is wrong."""
+    try:
+        return Path(path).read_bytes()
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a file") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
+
+
 def read_records(path: str | Path) -> list[StreamRecord]:
     """The records of one file; raises InputError naming the file and what is wrong."""
-    name = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise InputError(f"{name}: is a folder, not a file") from None
-    except OSError as error:
-        raise InputError(f"{name}: cannot read: {error.strerror or error}") from None
-    return parse_records(data, name)
+    return parse_records(read_file(path), str(path))
 
 
 def parse_records(data: bytes, name: str = "input") -> list[StreamRecord]:

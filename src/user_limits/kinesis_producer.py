@@ -22,7 +22,7 @@ import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
 from user_limits.errors import UserError
-from user_limits.inputs import InputError, parse_records
+from user_limits.inputs import InputError, parse_records, read_file
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -71,12 +71,7 @@ def read_entries(path: str | Path) -> list[Entry]:
     """The records of a file as ``replay`` reads them, except that a Lambda event's records are
     kept as they are (aggregated ones included) with their own partition keys."""
     name = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise InputError(f"{name}: is a folder, not a file") from None
-    except OSError as error:
-        raise InputError(f"{name}: cannot read: {error.strerror or error}") from None
+    data = read_file(path)
     if data.lstrip()[:1] == b"{":
         try:
             whole = msgspec.json.decode(data)
