@@ -48,24 +48,48 @@ and ``parked_events`` Scan the table (CLI use); the read API uses one Query and 
 
 from __future__ import annotations
 
-import os
 import random
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from user_limits.domain.events import LimitPeriod, LimitStatus, LimitType
 from user_limits.domain.model import UserLimit
 from user_limits.stores.base import StoreError
+from user_limits.stores.dynamodb_items import (
+    AS_OF,
+    CHECKPOINTS,
+    COUNTER_SHARDS,
+    COUNTERS,
+    DEAD_LETTERS,
+    LIMIT,
+    META,
+    OWNER,
+    PARKED,
+    PARKED_PREFIX,
+    USER,
+    Location,
+    checkpoint_order,
+    chunk_count,
+    dead_letter_chunk_key,
+    dead_letter_item,
+    item_dead_letter,
+    item_key,
+    item_limit,
+    limit_item,
+    number_attr,
+    optional_int,
+    pack,
+    parked_chunk_key,
+    parse_url,
+    text_attr,
+    unpack,
+)
 from user_limits.stream.records import (
     Checkpoint,
     CommitError,
@@ -86,49 +110,12 @@ if TYPE_CHECKING:
     Item = dict[str, AttributeValueTypeDef]
     Action = TransactWriteItemTypeDef
 
-USER, LIMIT, PARKED = "USER#", "LIMIT#", "PARKED#"
-DEAD_LETTERS, META, CHECKPOINTS = "DEADLETTER", "META", "CHECKPOINT"
-COUNTERS, AS_OF = "COUNTERS#", "ASOF"
-OWNER = "OWNER#"  # OWNER#<userLimitId>, OWNER: which user's partition holds the limit
-CHUNKS, DEAD_LETTER_CHUNKS = "CHUNK#", "DEADLETTERCHUNK"
-COUNTER_SHARDS = 8
-PARKED_PREFIX = "E"  # attribute E<position> of a PARKED# item
 
 BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
 TRANSACTION_ACTIONS = 100  # DynamoDB's limit per TransactWriteItems
 TRANSACTION_BYTES = 3_500_000  # under the 4 MB request limit, with room for the expressions
-# Record bytes kept in their item; beyond, in chunk items of CHUNK bytes (see the module's docstring).
-INLINE = 32_000
-CHUNK = 300_000
 RETRIES = 8  # our own retries of throttled/conflicting requests, on top of botocore's
 ROUNDS = 5  # reads and projections of a batch whose limits other writers keep changing
-
-
-@dataclass(frozen=True, slots=True)
-class Location:
-    table: str
-    region: str
-    endpoint: str | None
-
-
-def parse_url(url: str) -> Location:
-    """``dynamodb://TABLE?region=REGION&endpoint=URL``; the region falls back to AWS_REGION."""
-    parts = urlsplit(url)
-    table = parts.netloc
-    if parts.scheme != "dynamodb" or not table:
-        raise StoreError(f"bad DynamoDB store URL {url!r}: use dynamodb://TABLE?region=REGION[&endpoint=URL]")
-    if not 3 <= len(table) <= 255 or not all(c.isalnum() or c in "_.-" for c in table):
-        raise StoreError(f"bad DynamoDB table name {table!r}: 3 to 255 letters, digits, '_', '-' or '.'")
-    query = parse_qs(parts.query)
-    region = (
-        next(iter(query.get("region", [])), None)
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-    )
-    if not region:
-        raise StoreError(f"no AWS region for {url}: add ?region=REGION to the URL or set AWS_REGION")
-    endpoint = next(iter(query.get("endpoint", [])), None) or None
-    return Location(table, region, endpoint)
 
 
 def _client(location: Location) -> DynamoDBClient:
@@ -201,149 +188,6 @@ def initialize(url: str) -> str:
 # -- items
 
 
-def _s(value: str) -> AttributeValueTypeDef:
-    return {"S": value}
-
-
-def _n(value: int) -> AttributeValueTypeDef:
-    return {"N": str(value)}
-
-
-def _key(pk: str, sk: str) -> Item:
-    return {"PK": {"S": pk}, "SK": {"S": sk}}
-
-
-def limit_item(limit: UserLimit) -> Item:
-    item: Item = {
-        "PK": _s(USER + limit.user_id),
-        "SK": _s(LIMIT + limit.user_limit_id),
-        "userLimitId": _s(limit.user_limit_id),
-        "userId": _s(limit.user_id),
-        "brandId": _s(limit.brand_id),
-        "type": _s(limit.type),
-        "period": _s(limit.period),
-        "status": _s(limit.status),
-        "value": _s(str(limit.value)),
-        "progress": _s(str(limit.progress)),
-        "currencyCode": _s(limit.currency_code),
-        "activeFrom": _n(limit.active_from),
-        "createdAt": _n(limit.created_at),
-        "lastSequenceNumber": _n(limit.last_sequence_number),
-        "updatedAt": _n(limit.updated_at),
-    }
-    if limit.active_until is not None:
-        item["activeUntil"] = _n(limit.active_until)
-    if limit.next_reset_time is not None:
-        item["nextResetTime"] = _n(limit.next_reset_time)
-    return item
-
-
-def _optional_int(item: Mapping[str, Any], name: str) -> int | None:
-    value = item.get(name)
-    return None if value is None or "N" not in value else int(value["N"])
-
-
-def item_limit(item: Mapping[str, Any]) -> UserLimit:
-    return UserLimit(
-        user_limit_id=item["userLimitId"]["S"],
-        user_id=item["userId"]["S"],
-        brand_id=item["brandId"]["S"],
-        type=cast(LimitType, item["type"]["S"]),
-        period=cast(LimitPeriod, item["period"]["S"]),
-        status=cast(LimitStatus, item["status"]["S"]),
-        value=Decimal(item["value"]["S"]),
-        progress=Decimal(item["progress"]["S"]),
-        currency_code=item["currencyCode"]["S"],
-        active_from=int(item["activeFrom"]["N"]),
-        active_until=_optional_int(item, "activeUntil"),
-        next_reset_time=_optional_int(item, "nextResetTime"),
-        created_at=int(item["createdAt"]["N"]),
-        last_sequence_number=int(item["lastSequenceNumber"]["N"]),
-        updated_at=int(item["updatedAt"]["N"]),
-    )
-
-
-def pack(data: bytes) -> tuple[bytes, list[bytes]]:
-    """The stored form of record bytes: the value kept in its item, and the chunks kept apart.
-
-    The value's first byte says the form: ``r`` raw, ``z`` zlib, ``c`` chunked (then the form of
-    the joined chunks and their count)."""
-    body, form = data, b"r"
-    if len(data) > 512:
-        compressed = zlib.compress(data, 6)
-        if len(compressed) < len(data):
-            body, form = compressed, b"z"
-    if len(body) <= INLINE:
-        return form + body, []
-    chunks = [body[start : start + CHUNK] for start in range(0, len(body), CHUNK)]
-    return b"c" + form + len(chunks).to_bytes(4, "big"), chunks
-
-
-def chunk_count(value: bytes) -> int:
-    return int.from_bytes(value[2:6], "big") if value[:1] == b"c" else 0
-
-
-def unpack(value: bytes, chunks: Sequence[bytes] = ()) -> bytes:
-    form, body = (value[1:2], b"".join(chunks)) if value[:1] == b"c" else (value[:1], value[1:])
-    return zlib.decompress(body) if form == b"z" else body
-
-
-def parked_chunk_key(user_id: str, key: str, position: int, n: int) -> Item:
-    return _key(USER + user_id, f"{CHUNKS}{PARKED}{key}#{position}#{n}")
-
-
-def dead_letter_chunk_key(letter_id: str, n: int) -> Item:
-    return _key(DEAD_LETTER_CHUNKS, f"{letter_id}#{n}")
-
-
-def dead_letter_item(letter: DeadLetter, index: int, stored_at: int, value: bytes) -> Item:
-    item: Item = {
-        "PK": _s(DEAD_LETTERS),
-        "SK": _s(letter.id),
-        "reason": _s(letter.reason),
-        "data": {"B": value},
-        # The order dead letters are listed in: when stored, then where in their batch.
-        "storedAt": _n(stored_at),
-        "batchIndex": _n(index),
-    }
-    for name, text in (
-        ("sequenceNumber", letter.sequence_number),
-        ("partitionKey", letter.partition_key),
-        ("streamArn", letter.stream_arn),
-        ("shardId", letter.shard_id),
-    ):
-        if text is not None:
-            item[name] = _s(text)
-    for name, number in (("subSequenceNumber", letter.sub_sequence_number), ("arrivalMs", letter.arrival_ms)):
-        if number is not None:
-            item[name] = _n(number)
-    return item
-
-
-def item_dead_letter(item: Mapping[str, Any], data: bytes) -> DeadLetter:
-    def text(name: str) -> str | None:
-        value = item.get(name)
-        return None if value is None else str(value["S"])
-
-    return DeadLetter(
-        item["reason"]["S"],
-        data,
-        text("sequenceNumber"),
-        _optional_int(item, "subSequenceNumber"),
-        text("partitionKey"),
-        _optional_int(item, "arrivalMs"),
-        text("streamArn"),
-        text("shardId"),
-    )
-
-
-def checkpoint_order(checkpoint: Checkpoint) -> str:
-    """Zero-padded, so that the strings compare as the numbers do. Kinesis allows sequence numbers
-    of up to 129 digits (``0|([1-9]\\d{0,128})``); sub-sequence numbers are 64-bit."""
-    sequence, sub = checkpoint.order()
-    return f"{sequence:0129d}.{sub:020d}"
-
-
 # -- the commit of one outcome
 
 
@@ -378,7 +222,7 @@ def _expected(position: int) -> dict[str, Any]:
     """The condition that a limit is still at the snapshot's ``position``."""
     return {
         "ConditionExpression": "lastSequenceNumber = :expected",
-        "ExpressionAttributeValues": {":expected": _n(position)},
+        "ExpressionAttributeValues": {":expected": number_attr(position)},
     }
 
 
@@ -418,7 +262,7 @@ class DynamoDBStore:
             raise CommitError(min(conflicts.values()), RuntimeError(f"limits changing under {ROUNDS} attempts"))
         try:
             if progress.newest is not None:
-                self._conditional_max(_key(META, AS_OF), "asOf", _n(progress.newest))
+                self._conditional_max(item_key(META, AS_OF), "asOf", number_attr(progress.newest))
             if outcome.checkpoint is not None:
                 self._store_checkpoint(outcome.checkpoint)
         except Exception as error:
@@ -432,8 +276,8 @@ class DynamoDBStore:
         homes: dict[str, str] = {}
         wanted: list[Item] = []
         for limit_id, user_id in keys.items():
-            wanted.append(_key(USER + user_id, LIMIT + limit_id))
-            wanted.append(_key(USER + user_id, PARKED + limit_id))
+            wanted.append(item_key(USER + user_id, LIMIT + limit_id))
+            wanted.append(item_key(USER + user_id, PARKED + limit_id))
         parked_items = []
         for item in self._batch_get(wanted):
             if item["SK"]["S"].startswith(LIMIT):
@@ -445,9 +289,9 @@ class DynamoDBStore:
         # for another user moves it (the newer creation sets every field).
         missing = [key for key in keys if key not in snapshot.states]
         if missing:
-            owners = self._batch_get([_key(OWNER + key, OWNER) for key in missing])
+            owners = self._batch_get([item_key(OWNER + key, OWNER) for key in missing])
             elsewhere = [(item["userId"]["S"], item["PK"]["S"].removeprefix(OWNER)) for item in owners]
-            wanted = [_key(USER + user, LIMIT + key) for user, key in elsewhere if user != keys[key]]
+            wanted = [item_key(USER + user, LIMIT + key) for user, key in elsewhere if user != keys[key]]
             for item in self._batch_get(wanted):
                 self._found(snapshot, homes, item)
         return snapshot, homes
@@ -552,7 +396,7 @@ class DynamoDBStore:
                 )
                 update: Any = {
                     "TableName": table,
-                    "Key": _key(USER + partition, PARKED + key),
+                    "Key": item_key(USER + partition, PARKED + key),
                     "UpdateExpression": expression,
                     "ExpressionAttributeNames": names,
                 }
@@ -584,12 +428,12 @@ class DynamoDBStore:
         table = self.table
         if limit is None:
             if expected is None:
-                check: Any = {"TableName": table, "Key": _key(OWNER + key, OWNER), "ConditionExpression": NEW_ITEM}
+                check: Any = {"TableName": table, "Key": item_key(OWNER + key, OWNER), "ConditionExpression": NEW_ITEM}
             else:
-                check = {"TableName": table, "Key": _key(USER + home, LIMIT + key), **_expected(expected)}
+                check = {"TableName": table, "Key": item_key(USER + home, LIMIT + key), **_expected(expected)}
             return [{"ConditionCheck": check}]
         put: Any = {"TableName": table, "Item": limit_item(limit)}
-        owner: Any = {"TableName": table, "Item": {**_key(OWNER + key, OWNER), "userId": _s(limit.user_id)}}
+        owner: Any = {"TableName": table, "Item": {**item_key(OWNER + key, OWNER), "userId": text_attr(limit.user_id)}}
         if expected is None:  # a new limit, and its owner entry
             put["ConditionExpression"] = owner["ConditionExpression"] = NEW_ITEM
             return [{"Put": put}, {"Put": owner}]
@@ -597,7 +441,7 @@ class DynamoDBStore:
             put.update(_expected(expected))
             return [{"Put": put}]
         # Created again for another user: the limit moves to that user's partition.
-        delete: Any = {"TableName": table, "Key": _key(USER + home, LIMIT + key), **_expected(expected)}
+        delete: Any = {"TableName": table, "Key": item_key(USER + home, LIMIT + key), **_expected(expected)}
         return [{"Delete": delete}, {"Put": put}, {"Put": owner}]
 
     def _commit(
@@ -689,11 +533,15 @@ class DynamoDBStore:
         return {
             "Update": {
                 "TableName": self.table,
-                "Key": _key(META, f"{COUNTERS}{random.randrange(COUNTER_SHARDS)}"),
+                "Key": item_key(META, f"{COUNTERS}{random.randrange(COUNTER_SHARDS)}"),
                 # Placeholders: IGNORE is a reserved word.
                 "UpdateExpression": "ADD #a :a, #s :s, #i :i",
                 "ExpressionAttributeNames": {"#a": "applied", "#s": "skipped", "#i": "ignored"},
-                "ExpressionAttributeValues": {":a": _n(applied), ":s": _n(skipped), ":i": _n(ignored)},
+                "ExpressionAttributeValues": {
+                    ":a": number_attr(applied),
+                    ":s": number_attr(skipped),
+                    ":i": number_attr(ignored),
+                },
             }
         }
 
@@ -715,14 +563,17 @@ class DynamoDBStore:
 
     def _store_checkpoint(self, checkpoint: Checkpoint) -> None:
         self._conditional_max(
-            _key(CHECKPOINTS, f"{checkpoint.stream}|{checkpoint.shard_id}"),
+            item_key(CHECKPOINTS, f"{checkpoint.stream}|{checkpoint.shard_id}"),
             "orderKey",
-            _s(checkpoint_order(checkpoint)),
-            {"sequenceNumber": _s(checkpoint.sequence_number), "subSequenceNumber": _n(checkpoint.sub_sequence_number)},
+            text_attr(checkpoint_order(checkpoint)),
+            {
+                "sequenceNumber": text_attr(checkpoint.sequence_number),
+                "subSequenceNumber": number_attr(checkpoint.sub_sequence_number),
+            },
         )
 
     def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
-        item = self._get(_key(CHECKPOINTS, f"{stream}|{shard_id}"))
+        item = self._get(item_key(CHECKPOINTS, f"{stream}|{shard_id}"))
         if item is None:
             return None
         return Checkpoint(stream, shard_id, item["sequenceNumber"]["S"], int(item["subSequenceNumber"]["N"]))
@@ -733,11 +584,15 @@ class DynamoDBStore:
         return self._client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
 
     def _query(self, pk: str, prefix: str | None = None, select_count: bool = False) -> Iterator[Mapping[str, Any]]:
-        request: Any = {"TableName": self.table, "ConsistentRead": True, "ExpressionAttributeValues": {":pk": _s(pk)}}
+        request: Any = {
+            "TableName": self.table,
+            "ConsistentRead": True,
+            "ExpressionAttributeValues": {":pk": text_attr(pk)},
+        }
         request["KeyConditionExpression"] = "PK = :pk"
         if prefix is not None:
             request["KeyConditionExpression"] += " AND begins_with(SK, :prefix)"
-            request["ExpressionAttributeValues"][":prefix"] = _s(prefix)
+            request["ExpressionAttributeValues"][":prefix"] = text_attr(prefix)
         if select_count:
             request["Select"] = "COUNT"
         while True:
@@ -755,7 +610,7 @@ class DynamoDBStore:
             "TableName": self.table,
             "ConsistentRead": True,
             "FilterExpression": "begins_with(SK, :prefix)",
-            "ExpressionAttributeValues": {":prefix": _s(prefix)},
+            "ExpressionAttributeValues": {":prefix": text_attr(prefix)},
         }
         while True:
             response = self._client.scan(**request)
@@ -768,7 +623,7 @@ class DynamoDBStore:
         return [item_limit(item) for item in self._query(USER + user_id, LIMIT)]
 
     def user_limit(self, user_id: str, user_limit_id: str) -> UserLimit | None:
-        item = self._get(_key(USER + user_id, LIMIT + user_limit_id))
+        item = self._get(item_key(USER + user_id, LIMIT + user_limit_id))
         return None if item is None else item_limit(item)
 
     def all_limits(self) -> Iterator[UserLimit]:
@@ -800,9 +655,9 @@ class DynamoDBStore:
     def stats(self) -> Counts:
         counts = Counts()
         for item in self._query(META, COUNTERS):
-            counts.applied += _optional_int(item, "applied") or 0
-            counts.skipped += _optional_int(item, "skipped") or 0
-            counts.ignored += _optional_int(item, "ignored") or 0
+            counts.applied += optional_int(item, "applied") or 0
+            counts.skipped += optional_int(item, "skipped") or 0
+            counts.ignored += optional_int(item, "ignored") or 0
         counts.parked = sum(
             1 for item in self._scan(PARKED) for name in item if name.startswith(PARKED_PREFIX) and name[1:].isdigit()
         )
@@ -810,8 +665,8 @@ class DynamoDBStore:
         return counts
 
     def as_of(self) -> int | None:
-        item = self._get(_key(META, AS_OF))
-        return None if item is None else _optional_int(item, "asOf")
+        item = self._get(item_key(META, AS_OF))
+        return None if item is None else optional_int(item, "asOf")
 
     def ping(self) -> None:
         self._client.describe_table(TableName=self.table)
