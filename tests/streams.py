@@ -6,12 +6,12 @@ carry Kinesis coordinates so that a re-delivered record keeps its dead-letter id
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from bench.lambda_events import lambda_record as kinesis_lambda_record
 from hypothesis import strategies as st
 
 from user_limits.codec import UserLimitFamily
@@ -248,23 +248,7 @@ def lambda_record(
     data: bytes, position: int, arrival_s: float = BASE_TIME / 1000, partition_key: str = "u1"
 ) -> dict[str, Any]:
     """One record as Lambda's Kinesis event source mapping delivers it."""
-    sequence_number = str(KINESIS_BASE + position)
-    return {
-        "kinesis": {
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": partition_key,
-            "sequenceNumber": sequence_number,
-            "data": base64.b64encode(data).decode("ascii"),
-            "approximateArrivalTimestamp": arrival_s,
-        },
-        "eventSource": "aws:kinesis",
-        "eventVersion": "1.0",
-        "eventID": f"{SHARD}:{sequence_number}",
-        "eventName": "aws:kinesis:record",
-        "invokeIdentityArn": "arn:aws:iam::123456789012:role/user-limits",
-        "awsRegion": "eu-west-1",
-        "eventSourceARN": STREAM_ARN,
-    }
+    return kinesis_lambda_record(data, partition_key, KINESIS_BASE + position, arrival_s, SHARD, STREAM_ARN)
 
 
 def lambda_event(values: Iterable[Envelope | bytes], first_position: int = 0, **options: Any) -> dict[str, Any]:
