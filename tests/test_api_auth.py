@@ -85,6 +85,13 @@ def test_admin_scope_reads_anyone(hs_client: TestClient, scope: str | list[str])
     assert response.status_code == 200 and response.json()["userLimits"][0]["userLimitId"] == "L2"
 
 
+@pytest.mark.parametrize("scp", ["user-limits:admin", ["profile", "user-limits:admin"]])
+def test_admin_scope_in_scp_reads_anyone(hs_client: TestClient, scp: str | list[str]) -> None:
+    # Okta and Entra ID put scopes in `scp`.
+    response = hs_client.get("/api/user-limits/u2", headers=bearer(hs256(sub="ops", scp=scp)))
+    assert response.status_code == 200
+
+
 @pytest.mark.parametrize("scope", ["user-limits:read", "user-limits:administrator", ["user-limits:admin2"]])
 def test_other_scopes_are_not_admin(hs_client: TestClient, scope: str | list[str]) -> None:
     assert hs_client.get("/api/user-limits/u2", headers=bearer(hs256(scope=scope))).status_code == 403

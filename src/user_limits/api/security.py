@@ -3,7 +3,7 @@
 One key type is configured, and only its algorithm is accepted: HS256 with a shared secret, or
 RS256 with keys from a JWKS URL. That rules out ``alg: none`` and HS/RS confusion (an HS256 token
 "signed" with the public RSA key). ``exp`` is required. A token may read the limits of its ``sub``;
-a token whose ``scope`` holds ``user-limits:admin`` may read anyone's.
+a token whose ``scope`` (or ``scp``) holds ``user-limits:admin`` may read anyone's.
 """
 
 from __future__ import annotations
@@ -50,12 +50,15 @@ ANONYMOUS_ADMIN = Principal(subject=None, admin=True)
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:
-    scope = claims.get("scope")
-    if isinstance(scope, str):
-        return scope.split()
-    if isinstance(scope, list):
-        return [item for item in scope if isinstance(item, str)]
-    return []
+    """``scope`` (RFC 8693: a space-separated string) and ``scp`` (Okta, Entra ID: often a list)."""
+    scopes: list[str] = []
+    for name in ("scope", "scp"):
+        value = claims.get(name)
+        if isinstance(value, str):
+            scopes.extend(value.split())
+        elif isinstance(value, list):
+            scopes.extend(item for item in value if isinstance(item, str))
+    return scopes
 
 
 class TokenVerifier:
