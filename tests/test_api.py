@@ -369,6 +369,54 @@ def test_lambda_api_handler_serves_the_api(tmp_path: Path, monkeypatch: pytest.M
     assert denied["statusCode"] == 401 and json.loads(denied["body"])["error"]["message"] == "missing bearer token"
 
 
+def rest_api_event(
+    path: str, query: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """An API Gateway REST API proxy integration (payload format 1.0) event, as Lambda receives it."""
+    all_headers = {"Host": "abc123.execute-api.eu-west-1.amazonaws.com", **(headers or {})}
+    return {
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": "GET",
+        "headers": all_headers,
+        "multiValueHeaders": {name: [value] for name, value in all_headers.items()},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {name: [value] for name, value in (query or {}).items()} or None,
+        "pathParameters": {"proxy": path.lstrip("/")},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/{proxy+}",
+            "httpMethod": "GET",
+            "path": f"/prod{path}",
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "stage": "prod",
+            "requestId": "req-2",
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": "test"},
+        },
+        "body": None,
+        "isBase64Encoded": False,
+    }
+
+
+def test_lambda_api_handler_serves_a_rest_api_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path}/lambda.db"
+    seeded = open_store(url)
+    seed_sample(seeded)
+    seeded.close()
+    monkeypatch.setenv("USER_LIMITS_STORE", url)
+    monkeypatch.setenv("USER_LIMITS_JWT_SECRET", SECRET)
+    monkeypatch.delenv("USER_LIMITS_AUTH", raising=False)
+    monkeypatch.setattr(aws_lambda, "_api", None)
+    own = {"Authorization": f"Bearer {token(SAMPLE_USER)}"}
+    answer = aws_lambda.api_handler(rest_api_event(f"/api/user-limits/{SAMPLE_USER}", {"limit": "1"}, own))
+    assert answer["statusCode"] == 200
+    body = json.loads(answer["body"])
+    assert len(body["userLimits"]) == 1 and body["nextCursor"] and body["userLimits"][0]["userId"] == SAMPLE_USER
+    other = aws_lambda.api_handler(rest_api_event("/api/user-limits/someone-else", None, own))
+    assert other["statusCode"] == 403
+
+
 def test_every_store_kind_serves_the_same_answers(store_url: str) -> None:
     """Over memory, SQLite, PostgreSQL and DynamoDB (read in the thread pool: network stores)."""
     opened = open_store(store_url)
