@@ -351,7 +351,9 @@ def http_api_event(path: str, query: str = "", headers: dict[str, str] | None = 
     }
 
 
-def test_lambda_api_handler_serves_the_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def lambda_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The sample in a SQLite store that ``api_handler`` will open, auth on; the owner's token."""
     url = f"sqlite:///{tmp_path}/lambda.db"
     seeded = open_store(url)
     seed_sample(seeded)
@@ -360,7 +362,11 @@ def test_lambda_api_handler_serves_the_api(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("USER_LIMITS_JWT_SECRET", SECRET)
     monkeypatch.delenv("USER_LIMITS_AUTH", raising=False)
     monkeypatch.setattr(aws_lambda, "_api", None)
-    own = {"authorization": f"Bearer {token(SAMPLE_USER)}"}
+    return token(SAMPLE_USER)
+
+
+def test_lambda_api_handler_serves_the_api(lambda_api: str) -> None:
+    own = {"authorization": f"Bearer {lambda_api}"}
     answer = aws_lambda.api_handler(http_api_event(f"/api/user-limits/{SAMPLE_USER}", "sort=-usedPercent&limit=1", own))
     assert answer["statusCode"] == 200
     body = json.loads(answer["body"])
@@ -399,16 +405,8 @@ def rest_api_event(
     }
 
 
-def test_lambda_api_handler_serves_a_rest_api_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path}/lambda.db"
-    seeded = open_store(url)
-    seed_sample(seeded)
-    seeded.close()
-    monkeypatch.setenv("USER_LIMITS_STORE", url)
-    monkeypatch.setenv("USER_LIMITS_JWT_SECRET", SECRET)
-    monkeypatch.delenv("USER_LIMITS_AUTH", raising=False)
-    monkeypatch.setattr(aws_lambda, "_api", None)
-    own = {"Authorization": f"Bearer {token(SAMPLE_USER)}"}
+def test_lambda_api_handler_serves_a_rest_api_too(lambda_api: str) -> None:
+    own = {"Authorization": f"Bearer {lambda_api}"}
     answer = aws_lambda.api_handler(rest_api_event(f"/api/user-limits/{SAMPLE_USER}", {"limit": "1"}, own))
     assert answer["statusCode"] == 200
     body = json.loads(answer["body"])
