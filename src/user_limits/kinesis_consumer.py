@@ -147,7 +147,6 @@ class ShardReader:
 @dataclass
 class Progress:
     records: int = 0
-    batches: int = 0
     counts: Counts = field(default_factory=Counts)
 
 
@@ -346,7 +345,6 @@ class Consumer:
                 )  # fmt: skip
                 return False
             self.progress.records += len(records)
-            self.progress.batches += 1
             self.progress.counts.add(result.counts)
         reader.failures = 0
         reader.retry_at = None

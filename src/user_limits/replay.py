@@ -14,9 +14,7 @@ from user_limits.stream.records import Counts, StreamRecord
 
 
 class ReplayFailed(UserError):
-    def __init__(self, message: str, counts: Counts) -> None:
-        super().__init__(message)
-        self.counts = counts
+    """The store failed part-way through a replay; the batches before it stay committed."""
 
 
 def processor_for(store: LimitStore) -> BatchProcessor[UserLimitEvent, UserLimit]:
@@ -40,8 +38,7 @@ def replay(
             first = start + (result.first_failed or 0)
             raise ReplayFailed(
                 f"{name}: the store failed at record {first + 1}: {type(result.error).__name__}: {result.error} "
-                f"(the {first} records before it are committed; replaying the file again is safe)",
-                total,
+                f"(the {first} records before it are committed; replaying the file again is safe)"
             )
         total.add(result.counts)
         if progress is not None:

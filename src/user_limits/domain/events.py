@@ -98,7 +98,3 @@ class UserLimitEvent(msgspec.Struct, frozen=True, gc=False):
     sequence_number: int
     created_at: int
     payload: Payload
-
-    @property
-    def user_limit_id(self) -> str:
-        return self.payload.user_limit_id
