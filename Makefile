@@ -2,21 +2,40 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LOCK := requirements
 SERVERS := tools/servers
 
-.PHONY: demo test lint bench stack lambda system-deps clean
+.PHONY: demo test lint bench stack lambda lock system-deps clean
+
+# Every install comes from the lock, requirements/*.txt (see `make lock`): exact versions and the hashes
+# of their files, so a fresh machine installs what was tested. The project itself is built by the
+# locked setuptools already in the venv: no build isolation, so nothing unpinned is downloaded.
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+INSTALL := $(PIP) install --quiet --require-hashes
+INSTALL_PROJECT := $(PIP) install --quiet --no-deps --no-build-isolation -e .
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# pip and setuptools first: they install and build everything after them.
+$(VENV)/.tools: $(LOCK)/tools.txt | $(BIN)/python
+	$(INSTALL) -r $(LOCK)/tools.txt
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.runtime: $(LOCK)/runtime.txt pyproject.toml $(VENV)/.tools
+	$(INSTALL) -r $(LOCK)/runtime.txt
+	$(INSTALL_PROJECT)
+	touch $@
+
+# The dev lock holds the runtime lock's exact versions (it constrains it), so it satisfies .runtime too.
+$(VENV)/.dev: $(LOCK)/dev.txt pyproject.toml $(VENV)/.tools
+	$(INSTALL) -r $(LOCK)/dev.txt
+	$(INSTALL_PROJECT)
 	touch $@ $(VENV)/.runtime
+
+$(VENV)/.uv: $(LOCK)/uv.txt $(VENV)/.tools
+	$(INSTALL) -r $(LOCK)/uv.txt
+	touch $@
 
 $(SERVERS)/node_modules/.installed: $(SERVERS)/package.json $(SERVERS)/package-lock.json
 	cd $(SERVERS) && npm ci --no-audit --no-fund --loglevel=error
@@ -48,9 +67,29 @@ bench: $(VENV)/.dev $(SERVERS)/node_modules/.installed system-deps
 stack: $(VENV)/.dev $(SERVERS)/node_modules/.installed system-deps
 	./scripts/stack.sh
 
-## lambda: dist/lambda.zip for the Lambda Python 3.12 runtime
+## lambda: dist/lambda.zip for the Lambda Python 3.12 runtime, from requirements/lambda.txt
 lambda: $(VENV)/.runtime
 	$(BIN)/user-limits build-lambda
+
+# The lock is made from the package index's own files and hashes, whatever this machine's uv
+# settings say (a uv.toml, or an index or find-links in the environment).
+unexport UV_CONFIG_FILE UV_INDEX UV_INDEX_URL UV_DEFAULT_INDEX UV_EXTRA_INDEX_URL UV_FIND_LINKS UV_NO_INDEX \
+	UV_CONSTRAINT UV_OVERRIDE
+UV_COMPILE = $(BIN)/uv pip compile --quiet --no-config --universal --generate-hashes --python-version 3.11 \
+	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+
+## lock: refresh requirements/*.txt after a change to pyproject.toml's dependencies, keeping every other
+##       pin; `make lock UPGRADE=1` takes the newest releases the ranges allow
+# The dev lock first; every other file takes its versions, so what ships is what the suite ran with.
+lock: $(VENV)/.uv
+	$(UV_COMPILE) $(LOCK)/uv.in -o $(LOCK)/uv.txt
+	$(MAKE) $(VENV)/.uv
+	$(UV_COMPILE) pyproject.toml $(LOCK)/tools.in --extra dev -o $(LOCK)/dev.txt
+	$(UV_COMPILE) -c $(LOCK)/dev.txt $(LOCK)/tools.in -o $(LOCK)/tools.txt
+	$(UV_COMPILE) -c $(LOCK)/dev.txt pyproject.toml $(LOCK)/tools.in -o $(LOCK)/runtime.txt
+	$(UV_COMPILE) -c $(LOCK)/dev.txt pyproject.toml $(LOCK)/tools.in \
+		--extra postgres --extra dynamodb --extra api --extra metrics -o $(LOCK)/service.txt
+	$(UV_COMPILE) -c $(LOCK)/dev.txt pyproject.toml --extra lambda -o $(LOCK)/lambda.txt
 
 clean:
 	rm -rf $(VENV) dist build $(SERVERS)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
