@@ -401,3 +401,64 @@ def test_usage_errors_are_one_line_too(tmp_path: Path, args: list[str], says: st
     assert done.code == 2
     assert done.err.count("\n") == 1 and done.err.startswith("user-limits: error: ")
     assert says in done.err and "Traceback" not in done.err and "╭" not in done.err
+
+
+# -- stored text is shown as it is, never read as rich markup
+
+CLOSING_TAG, LINK = "[/x]", "[link=e.x]S[/link]"
+HOSTILE = [
+    created("[bold]L1[/bold]", 1, user_id="u1", currencyCode=CLOSING_TAG),
+    created("L2", 2, user_id="u1", currencyCode=LINK),
+    created("L3", 3, user_id="u1", currencyCode=":smile:"),
+    progress(CLOSING_TAG, 4, "1", "0", user_id="u1"),  # parked: its key is printed
+    created("L4", 5, user_id="u1", type_=CLOSING_TAG),  # dead-lettered: the reason quotes the value
+]
+
+
+def hostile_store(run: Any, store: str, tmp_path: Path) -> None:
+    result = run("replay", str(write_lines(tmp_path / "hostile.jsonl", HOSTILE)), "--store", store)
+    assert result.code == 0, result.err
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["show", "u1"], ["100.00 [/x]", "100.00 " + LINK, "100.00 :smile:"]),
+        (["parked"], ["[/x]  sequenceNumber 4  USER_LIMIT_PROGRESS_CHANGED"]),
+        (["dead-letters"], ["Invalid enum value '[/x]'"]),
+        (["demo"], ["100.00 [/x]", "100.00 " + LINK, "100.00 :smile:"]),
+    ],
+)
+def test_stored_text_is_printed_as_it_is(
+    run: Any, store: str, tmp_path: Path, command: list[str], shown: list[str]
+) -> None:
+    hostile_store(run, store, tmp_path)
+    result = run(*command, "--store", store)
+    assert result.code == 0, result.err
+    assert result.err == ""
+    for text in shown:
+        assert text in result.out
+    assert "😄" not in result.out
+
+
+def test_a_file_path_with_markup_is_printed_as_it_is(run: Any, store: str, tmp_path: Path) -> None:
+    (tmp_path / "[").mkdir()
+    path = write_lines(tmp_path / "[" / "x][link=y].jsonl", STREAM)  # the path holds "[/x]" and "[link=y]"
+    result = run("replay", str(path), "--store", store)
+    assert result.code == 0, result.err
+    assert result.out.strip() == f"{path}: 7 records: applied 5, skipped 0, ignored 1, parked 1, dead-lettered 0"
+
+
+def test_the_progress_bar_shows_a_file_name_as_it_is() -> None:
+    import io
+
+    from rich.console import Console
+
+    from user_limits.cli.render import progress_bar
+
+    screen = io.StringIO()
+    with progress_bar(Console(file=screen, force_terminal=True, width=100)) as bar:
+        task = bar.add_task("replaying [/x] :smile:", total=2)
+        bar.advance(task, 1)
+        bar.refresh()
+    assert "replaying [/x] :smile:" in screen.getvalue()

@@ -52,7 +52,7 @@ def test_invalid_utf8_inside_a_record_is_kept_for_a_dead_letter() -> None:
     assert [record.data for record in parse_records(bad)] == [bad]
 
 
-@pytest.mark.parametrize("line", [b"\xff\xfe raw", b'"\xed\xa0\x80"', b'{"type": "\xc3"}', b"[\"\xf5\x80\"]"])
+@pytest.mark.parametrize("line", [b"\xff\xfe raw", b'"\xed\xa0\x80"', b'{"type": "\xc3"}', b'["\xf5\x80"]'])
 def test_a_json_lines_line_that_is_not_utf8_is_a_record(line: bytes) -> None:
     # Whatever the JSON parser calls it: bytes that are not UTF-8 are a record to dead-letter.
     assert [record.data for record in parse_records(ONE + b"\n" + line + b"\n" + TWO)] == [ONE, line, TWO]

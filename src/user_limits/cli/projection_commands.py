@@ -12,7 +12,7 @@ import typer
 
 from user_limits.bootstrap import open_store, store_url
 from user_limits.cli.app import JsonOption, StoreOption, app
-from user_limits.cli.render import console, counts_line, dead_letter_json, limit_json, limits_table
+from user_limits.cli.render import console, counts_line, dead_letter_json, limit_json, limits_table, progress_bar
 from user_limits.domain.model import export_dict
 from user_limits.errors import UserError
 from user_limits.inputs import parse_records, read_records
@@ -29,9 +29,7 @@ def _print_json(value: object) -> None:
 
 def _replay_with_progress(store: LimitStore, records: list[StreamRecord], batch_size: int, name: str) -> None:
     if sys.stderr.isatty() and len(records) > batch_size:
-        from rich.progress import Progress
-
-        with Progress(console=console(stderr=True), transient=True) as bar:
+        with progress_bar(console(stderr=True)) as bar:
             task = bar.add_task(f"replaying {name}", total=len(records))
             counts = replay(store, records, batch_size, name, lambda n: bar.advance(task, n))
     else:
