@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from importlib.resources import files
@@ -462,3 +463,58 @@ def test_the_progress_bar_shows_a_file_name_as_it_is() -> None:
         bar.advance(task, 1)
         bar.refresh()
     assert "replaying [/x] :smile:" in screen.getvalue()
+
+
+# -- bad Kinesis options and empty store URLs: one line, exit 2
+
+BAD_ENDPOINTS = ["http://[::1", "ftp://x", "not a url", "http://", "http://host:99999", "", "http://a b"]
+BAD_REGIONS = ["../x", "", " ", "eu west-1", "a/b", "-eu-west-1"]
+
+
+def one_line_exit_2(result: Run, says: str) -> None:
+    assert result.code == 2, result.err
+    assert "Traceback" not in result.err
+    assert len(result.err.splitlines()) == 1, result.err
+    assert result.err.startswith("user-limits: error: ")
+    assert says in result.err, result.err
+    assert result.out == ""
+
+
+def kinesis_command(command: str, tmp_path: Path) -> list[str]:
+    if command == "consume":
+        return ["consume", "--stream", "s", "--store", f"sqlite:///{tmp_path / 'consumer.db'}"]
+    return ["produce", str(write_lines(tmp_path / "e.jsonl", STREAM)), "--stream", "s"]
+
+
+@pytest.mark.parametrize("endpoint", BAD_ENDPOINTS)
+@pytest.mark.parametrize("command", ["consume", "produce"])
+def test_a_bad_endpoint_is_one_line(tmp_path: Path, command: str, endpoint: str) -> None:
+    result = subprocess_cli(*kinesis_command(command, tmp_path), "--endpoint", endpoint, cwd=tmp_path)
+    one_line_exit_2(result, f"--endpoint {endpoint!r}")
+    assert not (tmp_path / "consumer.db").exists()  # refused before the store is opened
+
+
+@pytest.mark.parametrize("region", BAD_REGIONS)
+@pytest.mark.parametrize("command", ["consume", "produce"])
+def test_a_bad_region_is_one_line(tmp_path: Path, command: str, region: str) -> None:
+    args = [*kinesis_command(command, tmp_path), "--region", region, "--endpoint", "http://127.0.0.1:9"]
+    one_line_exit_2(subprocess_cli(*args, cwd=tmp_path), f"--region {region!r}")
+    assert not (tmp_path / "consumer.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args", [["replay", "events.jsonl"], ["export"], ["stats"], ["init"], ["demo"], ["serve", "--port", "0"]]
+)
+def test_an_empty_store_url_is_refused_not_taken_for_the_default(tmp_path: Path, args: list[str]) -> None:
+    write_lines(tmp_path / "events.jsonl", STREAM)
+    one_line_exit_2(subprocess_cli(*args, "--store", "", cwd=tmp_path), "--store '': empty")
+    done = subprocess.run(
+        [*console_script(), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        env={**os.environ, "USER_LIMITS_STORE": ""},
+    )
+    one_line_exit_2(Run(done.returncode, done.stdout, done.stderr), "USER_LIMITS_STORE is set but empty")
+    assert not (tmp_path / "user-limits.db").exists()
