@@ -306,7 +306,7 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "malformed JSON": (["replay", str(tmp_path / "malformed.json"), *store], "malformed JSON"),
         "bad JSON Lines line": (["replay", str(tmp_path / "bad.jsonl"), *store], "line 2: malformed JSON"),
         "empty file": (["replay", str(tmp_path / "empty.json"), *store], "empty file"),
-        "good then bad file": (["replay", str(good), str(tmp_path / "bad.jsonl"), *store], "line 2"),
+        "good then missing file": (["replay", str(good), str(tmp_path / "missing.json"), *store], "No such file"),
         "unknown store URL": (["replay", str(good), "--store", "mongodb://x"], "unknown store URL scheme 'mongodb'"),
         "store URL without a scheme": (["export", "--store", "user-limits.db"], "bad store URL"),
         "SQLite path in a missing folder": (
@@ -324,7 +324,7 @@ BAD_NAMES = [
     "malformed JSON",
     "bad JSON Lines line",
     "empty file",
-    "good then bad file",
+    "good then missing file",
     "unknown store URL",
     "store URL without a scheme",
     "SQLite path in a missing folder",
@@ -518,3 +518,84 @@ def test_an_empty_store_url_is_refused_not_taken_for_the_default(tmp_path: Path,
     )
     one_line_exit_2(Run(done.returncode, done.stdout, done.stderr), "USER_LIMITS_STORE is set but empty")
     assert not (tmp_path / "user-limits.db").exists()
+
+
+# -- inputs are read as they are applied: a malformed line mid-way, endless and huge inputs
+
+
+def test_a_malformed_line_mid_way_keeps_the_batches_before_it(run: Any, store: str, tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    lines = [encode(event) for event in STREAM]
+    path.write_bytes(b"\n".join([*lines[:5], b'{"aggregateId": "u1", "cut short', *lines[5:]]) + b"\n")
+    result = run("replay", str(path), "--store", store, "--batch-size", "2")
+    one_line_exit_2(result, f"{path}: line 6: malformed JSON")
+    assert "the first 4 records are committed, none after them" in result.err
+    assert [limit["userLimitId"] for limit in exported(run, store)] == ["L1"]  # records 1-4; L0 is record 5
+    # Fixed, the file is replayed whole: what was committed is skipped, the read model is a clean replay's.
+    write_lines(path, STREAM)
+    assert run("replay", str(path), "--store", store).code == 0
+    clean = f"sqlite:///{tmp_path / 'clean.db'}"
+    run("replay", str(path), "--store", clean)
+    assert exported(run, store) == exported(run, clean)
+    kept = ("applied", "parked", "deadLettered")  # skipped and ignored count the second run too
+    stats, clean_stats = (json.loads(run("stats", "--json", "--store", url).out) for url in (store, clean))
+    assert [stats[k] for k in kept] == [clean_stats[k] for k in kept]
+
+
+def test_a_malformed_second_file_keeps_the_first(run: Any, store: str, tmp_path: Path) -> None:
+    good = write_array(tmp_path / "good.json", STREAM)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(encode(STREAM[1]) + b"\n{nope\n")
+    result = run("replay", str(good), str(bad), "--store", store)
+    assert result.code == 2
+    assert result.out.startswith(f"{good}: 7 records: applied 5")
+    assert result.err.startswith(f"user-limits: error: {bad}: line 2: malformed JSON")
+    assert result.err.rstrip().endswith("(nothing of the file is applied)")
+    assert len(exported(run, store)) == 3
+
+
+def limited_cli(*args: str, cwd: Path) -> Run:
+    """The console script with its address space capped at 1 GiB: reading a huge input into
+    memory fails (MemoryError, a traceback) instead of swapping the machine."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    done = subprocess.run(
+        [*console_script(), *args], capture_output=True, text=True, cwd=cwd, timeout=120, preexec_fn=cap
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def sparse(path: Path, head: bytes, size: int = 10 << 30) -> Path:
+    """A file of ``size`` bytes (10 GiB) that takes no disk: ``head`` and then zeros."""
+    with path.open("wb") as file:
+        file.write(head)
+        file.truncate(size)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda tmp: Path("/dev/zero"), "expected a JSON array, JSON Lines or a Lambda Kinesis event"),
+        (lambda tmp: sparse(tmp / "zeros.jsonl", b""), "expected a JSON array, JSON Lines or a Lambda Kinesis event"),
+        (lambda tmp: sparse(tmp / "array.json", b"[" + encode(STREAM[1]) + b","), "more than 128 MiB to read whole"),
+        (lambda tmp: sparse(tmp / "event.json", b'{"Records": ['), "more than 128 MiB to read whole"),
+        (lambda tmp: sparse(tmp / "line.jsonl", encode(STREAM[1]) + b"\n{"), "line 2 is longer than 16 MiB"),
+    ],
+    ids=["/dev/zero", "10 GiB of zeros", "10 GiB array", "10 GiB Lambda event", "10 GiB line"],
+)
+@pytest.mark.parametrize("command", ["replay", "produce"])
+def test_an_endless_or_huge_input_is_one_line_in_little_memory(
+    tmp_path: Path, make: Any, says: str, command: str
+) -> None:
+    path = make(tmp_path)
+    if command == "replay":
+        args = ["replay", str(path), "--store", f"sqlite:///{tmp_path / 'cli.db'}"]
+    else:  # refused while reading, before anything is put: no Kinesis needed
+        args = ["produce", str(path), "--stream", "s", "--endpoint", "http://127.0.0.1:9", "--region", "eu-west-1"]
+    result = limited_cli(*args, cwd=tmp_path)
+    one_line_exit_2(result, f"{path}: ")
+    assert says in result.err
