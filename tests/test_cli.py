@@ -407,10 +407,13 @@ def test_usage_errors_are_one_line_too(tmp_path: Path, args: list[str], says: st
 # -- stored text is shown as it is, never read as rich markup
 
 CLOSING_TAG, LINK = "[/x]", "[link=e.x]S[/link]"
+# A currency that would open a hyperlink and reverse what follows: shown escaped.
+ESCAPED = "100.00 \\x1b]8;;x\\x07\\u202eK"
 HOSTILE = [
     created("[bold]L1[/bold]", 1, user_id="u1", currencyCode=CLOSING_TAG),
     created("L2", 2, user_id="u1", currencyCode=LINK),
     created("L3", 3, user_id="u1", currencyCode=":smile:"),
+    created("L5", 6, user_id="u1", currencyCode="\x1b]8;;x\x07\u202eK"),
     progress(CLOSING_TAG, 4, "1", "0", user_id="u1"),  # parked: its key is printed
     created("L4", 5, user_id="u1", type_=CLOSING_TAG),  # dead-lettered: the reason quotes the value
 ]
@@ -424,10 +427,10 @@ def hostile_store(run: Any, store: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("command", "shown"),
     [
-        (["show", "u1"], ["100.00 [/x]", "100.00 " + LINK, "100.00 :smile:"]),
+        (["show", "u1"], ["100.00 [/x]", "100.00 " + LINK, "100.00 :smile:", ESCAPED]),
         (["parked"], ["[/x]  sequenceNumber 4  USER_LIMIT_PROGRESS_CHANGED"]),
         (["dead-letters"], ["Invalid enum value '[/x]'"]),
-        (["demo"], ["100.00 [/x]", "100.00 " + LINK, "100.00 :smile:"]),
+        (["demo"], ["100.00 [/x]", "100.00 " + LINK, "100.00 :smile:", ESCAPED]),
     ],
 )
 def test_stored_text_is_printed_as_it_is(
@@ -440,6 +443,7 @@ def test_stored_text_is_printed_as_it_is(
     for text in shown:
         assert text in result.out
     assert "😄" not in result.out
+    assert not any(char in result.out for char in "\x1b\x07\u202e")
 
 
 def test_a_file_path_with_markup_is_printed_as_it_is(run: Any, store: str, tmp_path: Path) -> None:
@@ -599,3 +603,13 @@ def test_an_endless_or_huge_input_is_one_line_in_little_memory(
     result = limited_cli(*args, cwd=tmp_path)
     one_line_exit_2(result, f"{path}: ")
     assert says in result.err
+
+
+def test_a_file_name_with_control_characters_is_shown_escaped(run: Any, store: str, tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "a\x1b[2Jb.jsonl", STREAM)
+    result = run("replay", str(path), "--store", store)
+    assert result.code == 0, result.err
+    assert "a\\x1b[2Jb.jsonl: 7 records" in result.out and "\x1b" not in result.out
+    result = run("replay", str(tmp_path / "missing\x1b[2J.json"), "--store", store)
+    assert result.code == 2
+    assert "missing\\x1b[2J.json: cannot read" in result.err and "\x1b" not in result.err

@@ -12,7 +12,15 @@ import typer
 
 from user_limits.bootstrap import open_store, store_url
 from user_limits.cli.app import JsonOption, StoreOption, app
-from user_limits.cli.render import console, counts_line, dead_letter_json, limit_json, limits_table, progress_bar
+from user_limits.cli.render import (
+    console,
+    counts_line,
+    dead_letter_json,
+    limit_json,
+    limits_table,
+    progress_bar,
+    shown,
+)
 from user_limits.domain.model import export_dict
 from user_limits.errors import UserError
 from user_limits.inputs import Source, check_readable, open_input, parse_records
@@ -38,16 +46,16 @@ def _replay_with_progress(store: LimitStore, source: Source, batch_size: int) ->
     # A bar for a file big enough to wait for, by bytes read: the number of records is known only at the end.
     if sys.stderr.isatty() and source.size is not None and source.size > PROGRESS_BYTES:
         with progress_bar(console(stderr=True)) as bar:
-            task = bar.add_task(f"replaying {name}", total=source.size)
+            task = bar.add_task(f"replaying {shown(name)}", total=source.size)
 
-            def shown(records: int) -> None:
+            def advanced_bar(records: int) -> None:
                 advanced(records)
                 bar.update(task, completed=source.consumed)
 
-            counts = replay(store, source.records(), batch_size, name, shown)
+            counts = replay(store, source.records(), batch_size, name, advanced_bar)
     else:
         counts = replay(store, source.records(), batch_size, name, advanced)
-    console().print(f"{name}: {done} records: {counts_line(counts)}")
+    console().print(f"{shown(name)}: {done} records: {counts_line(counts)}")
 
 
 @app.command()
@@ -59,7 +67,7 @@ def demo(store: StoreOption = None) -> None:
     records = parse_records(data, "bundled sample")
     counts = replay(target, records)
     out = console()
-    out.print(f"Replayed the bundled sample ({len(records)} events) into {url}")
+    out.print(f"Replayed the bundled sample ({len(records)} events) into {shown(url)}")
     out.print(f"this run: {counts_line(counts)}")
     users = sorted({limit.user_id for limit in target.all_limits()})
     for user_id in users:
@@ -129,7 +137,7 @@ def parked(store: StoreOption = None, json: JsonOption = False) -> None:
     out = console()
     for event in events:
         envelope = msgspec.json.decode(event.data)
-        out.print(f"{event.key}  sequenceNumber {event.position}  {envelope.get('type')}")
+        out.print(f"{shown(event.key)}  sequenceNumber {event.position}  {shown(envelope.get('type'))}")
     out.print(f"{len(events)} parked")
 
 
@@ -145,7 +153,7 @@ def dead_letters(store: StoreOption = None, json: JsonOption = False) -> None:
     out = console()
     for letter in letters:
         where = f"shard {letter.shard_id} seq {letter.sequence_number}" if letter.sequence_number else "no coordinates"
-        out.print(f"{where}: {letter.reason}")
+        out.print(f"{shown(where)}: {shown(letter.reason)}")
     out.print(f"{len(letters)} dead letters")
 
 

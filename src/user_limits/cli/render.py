@@ -2,7 +2,9 @@
 
 Everything printed here may hold stored text (ids, currencies, dead-letter reasons) or text the
 user typed (paths, store URLs): rich never reads it as markup (``[/x]`` would crash the command,
-``[link=…]`` would render) nor as emoji codes, and terminal control codes are stripped.
+``[link=…]`` would render) nor as emoji codes, and :func:`shown` writes the characters that are
+not printable as escapes (rich passes ESC through: a stored value could colour or rewrite the
+terminal, or reorder what follows with a bidi control).
 """
 
 from __future__ import annotations
@@ -23,6 +25,15 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 
+def shown(text: object) -> str:
+    """``text`` as it is, except that characters that are not printable (control and format
+    characters, line breaks, spaces other than " ") are written as ``\\x1b``-style escapes."""
+    value = str(text)
+    if value.isprintable():
+        return value
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in value)
+
+
 def when(epoch_ms: int | None) -> str:
     if epoch_ms is None:
         return "-"
@@ -37,7 +48,7 @@ def limit_json(limit: UserLimit) -> dict[str, object]:
 
 
 def limits_table(user_id: str, limits: Iterable[UserLimit]) -> Table:
-    table = Table(title=Text(f"user {user_id}"), title_justify="left")
+    table = Table(title=Text(f"user {shown(user_id)}"), title_justify="left")
     for column, justify in (
         ("type", "left"),
         ("period", "left"),
@@ -53,9 +64,9 @@ def limits_table(user_id: str, limits: Iterable[UserLimit]) -> Table:
     for limit in limits:
         # Text cells: plain text whatever console renders the table.
         table.add_row(
-            *map(
-                Text,
-                (
+            *(
+                Text(shown(cell))
+                for cell in (
                     limit.type,
                     limit.period,
                     limit.status,
@@ -64,7 +75,7 @@ def limits_table(user_id: str, limits: Iterable[UserLimit]) -> Table:
                     str(limit.remaining),
                     str(limit.used_percent),
                     when(limit.next_reset_time),
-                ),
+                )
             )
         )
     return table
