@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 import pytest
@@ -431,3 +437,211 @@ def test_every_store_kind_serves_the_same_answers(store_url: str) -> None:
         assert client.get("/healthz").json() == {"status": "ok"}
     finally:
         opened.close()
+
+
+# -- responses are never cached, ids may hold any character, every error has the JSON shape
+
+
+def test_a_players_limits_are_never_cached(user_client: TestClient) -> None:
+    for path in ("/api/user-limits/u1", "/api/user-limits/u1/L1"):
+        response = user_client.get(path, headers=ADMIN)
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+# Users and limits whose ids hold path syntax: each must be read as itself.
+ODD_IDS = ["a/b", "a/../b", "..", ".", "/", "x y", "?#&", "\\", "\u2028", "é/ü"]
+# With a "%": Starlette's TestClient decodes the path twice, so these go to a real server.
+PERCENT_IDS = ["%", "%2F", "%00", "%252F", "a%2Fb/c"]
+
+
+def path_segment(text: str) -> str:
+    # Dots too: a client resolves a literal ".." segment before sending it.
+    return quote(text, safe="").replace(".", "%2E")
+
+
+def seed_odd_ids(store: LimitStore, odd_ids: list[str] = ODD_IDS) -> None:
+    events = []
+    for n, text in enumerate(odd_ids):
+        events.append(created(text, 2 * n + 1, user_id=text, value=str(n + 1)))
+        events.append(created(f"plain-{n}", 2 * n + 2, user_id=text, value="7"))
+    process(store, records(events, None))
+    # And what a misread id would find: user "a"'s limit "b", user "x"'s limits.
+    process(store, records([created("b", 100, user_id="a"), created("y", 101, user_id="x")], None))
+
+
+def read_odd_ids(client: Any, odd_ids: list[str]) -> None:
+    for n, text in enumerate(odd_ids):
+        user = path_segment(text)
+        body = get(client, f"/api/user-limits/{user}")
+        assert sorted(ids(body)) == sorted([text, f"plain-{n}"]), text
+        assert {item["userId"] for item in body["userLimits"]} == {text}
+        item = get(client, f"/api/user-limits/{user}/{path_segment(text)}")
+        assert (item["userId"], item["userLimitId"], item["value"]) == (text, text, str(n + 1))
+        assert client.get(f"/api/user-limits/{user}/{path_segment(text + '/x')}", headers=ADMIN).status_code == 404
+
+
+def test_ids_with_path_syntax_are_read_as_themselves(store_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Over every store kind: own limits, or a 4xx; never a 503, never an error logged."""
+    opened = open_store(store_url)
+    try:
+        seed_odd_ids(opened)
+        client = client_for(opened)
+        with caplog.at_level(logging.WARNING, logger="user_limits"):
+            read_odd_ids(client, ODD_IDS)
+            for path in ("/api/user-limits/%00", "/api/user-limits/u1/%00", "/api/user-limits/a%00b/L1"):
+                response = client.get(path, headers=ADMIN)
+                assert response.status_code == 422, path
+                assert "NUL" in response.json()["error"]["message"]
+        assert caplog.records == []
+    finally:
+        opened.close()
+
+
+def test_an_encoded_slash_never_reaches_another_users_limit(user_client: TestClient, store: LimitStore) -> None:
+    process(store, records([created("b", 50, user_id="a"), created("c", 51, user_id="a/b")], None))
+    # User "a/b" has no limit "b"; user "a" has. Neither the route nor a trailing-slash redirect may mix them up.
+    assert ids(get(user_client, "/api/user-limits/a%2Fb")) == ["c"]
+    assert ids(get(user_client, "/api/user-limits/a%2fb")) == ["c"]
+    for path in ("/api/user-limits/a%2Fb/", "/api/user-limits/a%2Fb/b"):
+        response = user_client.get(path, headers=ADMIN, follow_redirects=True)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["status"] == 404
+
+
+ERROR_SHAPE_CASES = [
+    ("GET", "/no/such/page", {}, 404),
+    ("GET", "/api/user-limits", {}, 404),
+    ("GET", "/api/user-limits/u1/L1/extra", {}, 404),
+    ("GET", "/api/user-limits/u1/", {}, 404),
+    ("GET", "/web/no-such-file.js", {}, 404),
+    ("POST", "/api/user-limits/u1", {}, 405),
+    ("DELETE", "/api/user-limits/u1/L1", {}, 405),
+    ("PUT", "/", {}, 405),
+    ("POST", "/web/app.js", {}, 405),
+    ("GET", "/api/user-limits/u1?limit=x", {}, 422),
+    ("GET", "/healthz?verbose=1", {}, 422),
+    ("GET", "/api/user-limits/u1", {"Authorization": "Bearer nope"}, 401),
+    ("GET", "/", {"Range": "bytes=abc"}, 400),
+    ("GET", "/web/app.js", {"Range": "bytes=5-1"}, 400),
+    ("GET", "/", {"Range": "bytes=99999999-"}, 416),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "status"), ERROR_SHAPE_CASES)
+def test_every_error_is_the_json_error_shape(
+    sample_client: TestClient, method: str, path: str, headers: dict[str, str], status: int
+) -> None:
+    response = sample_client.request(method, path, headers={**ADMIN, **headers})
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert list(body) == ["error"] and list(body["error"]) == ["status", "message"]
+    assert body["error"]["status"] == status and isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
+
+
+def test_an_unexpected_failure_is_a_json_500_without_internals(
+    sample_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from user_limits.api.routers import user_limits as routes
+
+    def broken(*args: object) -> Any:
+        raise RuntimeError("internal detail that must not leak")
+
+    monkeypatch.setattr(routes, "paginate", broken)
+    response = sample_client.get(f"/api/user-limits/{SAMPLE_USER}", headers=ADMIN)
+    assert response.status_code == 500
+    assert response.json() == {"error": {"status": 500, "message": "internal error"}}
+
+
+def test_a_head_request_for_an_error_has_no_body(sample_client: TestClient) -> None:
+    response = sample_client.head("/", headers={"Range": "bytes=abc"})
+    assert response.status_code in (400, 405)
+    assert response.content == b""
+
+
+def test_ids_with_percent_signs_through_a_real_server(tmp_path: Path) -> None:
+    import httpx
+
+    url = f"sqlite:///{tmp_path}/odd.db"
+    seeded = open_store(url)
+    seed_odd_ids(seeded, [*PERCENT_IDS, *ODD_IDS])
+    seeded.close()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "user_limits", "serve", "--store", url, "--port", str(port)],
+        env={**os.environ, "USER_LIMITS_JWT_SECRET": SECRET, "USER_LIMITS_AUTH": "on"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=ADMIN, timeout=5) as client:
+            for _ in range(200):
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            read_odd_ids(client, [*PERCENT_IDS, *ODD_IDS])
+            for path in ("/api/user-limits/%00", "/api/user-limits/u1/a%00", "/api/user-limits/a%2Fb%2F/"):
+                response = client.get(path)
+                assert 400 <= response.status_code < 500, path
+                assert response.json()["error"]["status"] == response.status_code
+    finally:
+        server.terminate()
+        _, log = server.communicate(timeout=10)
+    assert "Traceback" not in log and "ERROR" not in log, log
+
+
+# -- a cursor edited in any way is refused
+
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def edits(cursor: str) -> Iterator[str]:
+    """Every one-character substitution, deletion and insertion, every truncation, and padding or
+    alphabet games that a lenient base64 decoder would read back as the same bytes."""
+    for at in range(len(cursor)):
+        for char in B64URL + "+/=.!~ %":
+            if char != cursor[at]:
+                yield cursor[:at] + char + cursor[at + 1 :]
+        yield cursor[:at] + cursor[at + 1 :]
+        for char in "A_=+/.\n":
+            yield cursor[:at] + char + cursor[at:]
+    for end in range(len(cursor)):
+        yield cursor[:end]
+    for tail in ("=", "==", "===", "A", "AA", "AAA", "AAAA", "\n", " ", "%3D"):
+        yield cursor + tail
+    yield cursor.replace("-", "+").replace("_", "/")
+    yield cursor.swapcase()
+
+
+def test_every_edit_of_a_cursor_is_refused() -> None:
+    from user_limits.api.pagination import BadCursor, Query, decode_cursor, encode_cursor, fingerprint
+
+    store = open_store("memory://")
+    seed_user(store)
+    query = Query("u1", sort="type")
+    seen = [fingerprint(limit) for limit in store.user_limits("u1")[:2]]
+    for cursor in (encode_cursor(query, seen[:1]), encode_cursor(query, seen)):
+        assert decode_cursor(cursor, query) in (seen[:1], seen)
+        tried = 0
+        for edited in edits(cursor):
+            if edited == cursor:
+                continue
+            with pytest.raises(BadCursor):
+                decode_cursor(edited, query)
+            tried += 1
+        assert tried > 1000
+
+
+def test_an_edited_cursor_is_400_over_http(user_client: TestClient) -> None:
+    cursor = get(user_client, "/api/user-limits/u1", limit=2, sort="type")["nextCursor"]
+    for edited in [cursor + "=", cursor + "==", cursor[:-1] + chr(ord(cursor[-1]) ^ 1), cursor + "!", "." + cursor]:
+        response = user_client.get("/api/user-limits/u1", params={"sort": "type", "cursor": edited}, headers=ADMIN)
+        assert response.status_code == 400, edited
+        assert response.json() == {"error": {"status": 400, "message": "invalid cursor"}}

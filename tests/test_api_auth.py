@@ -97,6 +97,27 @@ def test_other_scopes_are_not_admin(hs_client: TestClient, scope: str | list[str
     assert hs_client.get("/api/user-limits/u2", headers=bearer(hs256(scope=scope))).status_code == 403
 
 
+# RFC 6749 3.3: scope = scope-token *( SP scope-token ). Any other whitespace is part of a token.
+NOT_A_SPACE = ["\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\u00a0", "\u2003", "\u2028", "\u3000"]
+
+
+@pytest.mark.parametrize("separator", NOT_A_SPACE, ids=lambda text: f"U+{ord(text):04X}")
+@pytest.mark.parametrize("claim", ["scope", "scp"])
+def test_the_admin_scope_is_split_on_plain_spaces_only(hs_client: TestClient, claim: str, separator: str) -> None:
+    for scope in (
+        f"openid{separator}user-limits:admin",
+        f"{separator}user-limits:admin",
+        f"user-limits:admin{separator}",
+    ):
+        response = hs_client.get("/api/user-limits/u2", headers=bearer(hs256(sub="ops", **{claim: scope})))
+        assert response.status_code == 403, repr(scope)
+    # A plain space still separates, however many.
+    plain = hs_client.get(
+        "/api/user-limits/u2", headers=bearer(hs256(sub="ops", **{claim: "openid  user-limits:admin"}))
+    )
+    assert plain.status_code == 200
+
+
 def valid_but_tampered() -> str:
     header, _, signature = hs256().split(".")
     return f"{header}.{b64(json.dumps(claims(sub='u1', scope='user-limits:admin')).encode())}.{signature}"

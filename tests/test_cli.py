@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from importlib.resources import files
@@ -305,7 +306,7 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "malformed JSON": (["replay", str(tmp_path / "malformed.json"), *store], "malformed JSON"),
         "bad JSON Lines line": (["replay", str(tmp_path / "bad.jsonl"), *store], "line 2: malformed JSON"),
         "empty file": (["replay", str(tmp_path / "empty.json"), *store], "empty file"),
-        "good then bad file": (["replay", str(good), str(tmp_path / "bad.jsonl"), *store], "line 2"),
+        "good then missing file": (["replay", str(good), str(tmp_path / "missing.json"), *store], "No such file"),
         "unknown store URL": (["replay", str(good), "--store", "mongodb://x"], "unknown store URL scheme 'mongodb'"),
         "store URL without a scheme": (["export", "--store", "user-limits.db"], "bad store URL"),
         "SQLite path in a missing folder": (
@@ -323,7 +324,7 @@ BAD_NAMES = [
     "malformed JSON",
     "bad JSON Lines line",
     "empty file",
-    "good then bad file",
+    "good then missing file",
     "unknown store URL",
     "store URL without a scheme",
     "SQLite path in a missing folder",
@@ -401,3 +402,214 @@ def test_usage_errors_are_one_line_too(tmp_path: Path, args: list[str], says: st
     assert done.code == 2
     assert done.err.count("\n") == 1 and done.err.startswith("user-limits: error: ")
     assert says in done.err and "Traceback" not in done.err and "╭" not in done.err
+
+
+# -- stored text is shown as it is, never read as rich markup
+
+CLOSING_TAG, LINK = "[/x]", "[link=e.x]S[/link]"
+# A currency that would open a hyperlink and reverse what follows: shown escaped.
+ESCAPED = "100.00 \\x1b]8;;x\\x07\\u202eK"
+HOSTILE = [
+    created("[bold]L1[/bold]", 1, user_id="u1", currencyCode=CLOSING_TAG),
+    created("L2", 2, user_id="u1", currencyCode=LINK),
+    created("L3", 3, user_id="u1", currencyCode=":smile:"),
+    created("L5", 6, user_id="u1", currencyCode="\x1b]8;;x\x07\u202eK"),
+    progress(CLOSING_TAG, 4, "1", "0", user_id="u1"),  # parked: its key is printed
+    created("L4", 5, user_id="u1", type_=CLOSING_TAG),  # dead-lettered: the reason quotes the value
+]
+
+
+def hostile_store(run: Any, store: str, tmp_path: Path) -> None:
+    result = run("replay", str(write_lines(tmp_path / "hostile.jsonl", HOSTILE)), "--store", store)
+    assert result.code == 0, result.err
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["show", "u1"], ["100.00 [/x]", "100.00 " + LINK, "100.00 :smile:", ESCAPED]),
+        (["parked"], ["[/x]  sequenceNumber 4  USER_LIMIT_PROGRESS_CHANGED"]),
+        (["dead-letters"], ["Invalid enum value '[/x]'"]),
+        (["demo"], ["100.00 [/x]", "100.00 " + LINK, "100.00 :smile:", ESCAPED]),
+    ],
+)
+def test_stored_text_is_printed_as_it_is(
+    run: Any, store: str, tmp_path: Path, command: list[str], shown: list[str]
+) -> None:
+    hostile_store(run, store, tmp_path)
+    result = run(*command, "--store", store)
+    assert result.code == 0, result.err
+    assert result.err == ""
+    for text in shown:
+        assert text in result.out
+    assert "😄" not in result.out
+    assert not any(char in result.out for char in "\x1b\x07\u202e")
+
+
+def test_a_file_path_with_markup_is_printed_as_it_is(run: Any, store: str, tmp_path: Path) -> None:
+    (tmp_path / "[").mkdir()
+    path = write_lines(tmp_path / "[" / "x][link=y].jsonl", STREAM)  # the path holds "[/x]" and "[link=y]"
+    result = run("replay", str(path), "--store", store)
+    assert result.code == 0, result.err
+    assert result.out.strip() == f"{path}: 7 records: applied 5, skipped 0, ignored 1, parked 1, dead-lettered 0"
+
+
+def test_the_progress_bar_shows_a_file_name_as_it_is() -> None:
+    import io
+
+    from rich.console import Console
+
+    from user_limits.cli.render import progress_bar
+
+    screen = io.StringIO()
+    with progress_bar(Console(file=screen, force_terminal=True, width=100)) as bar:
+        task = bar.add_task("replaying [/x] :smile:", total=2)
+        bar.advance(task, 1)
+        bar.refresh()
+    assert "replaying [/x] :smile:" in screen.getvalue()
+
+
+# -- bad Kinesis options and empty store URLs: one line, exit 2
+
+BAD_ENDPOINTS = ["http://[::1", "ftp://x", "not a url", "http://", "http://host:99999", "", "http://a b"]
+BAD_REGIONS = ["../x", "", " ", "eu west-1", "a/b", "-eu-west-1"]
+
+
+def one_line_exit_2(result: Run, says: str) -> None:
+    assert result.code == 2, result.err
+    assert "Traceback" not in result.err
+    assert len(result.err.splitlines()) == 1, result.err
+    assert result.err.startswith("user-limits: error: ")
+    assert says in result.err, result.err
+    assert result.out == ""
+
+
+def kinesis_command(command: str, tmp_path: Path) -> list[str]:
+    if command == "consume":
+        return ["consume", "--stream", "s", "--store", f"sqlite:///{tmp_path / 'consumer.db'}"]
+    return ["produce", str(write_lines(tmp_path / "e.jsonl", STREAM)), "--stream", "s"]
+
+
+@pytest.mark.parametrize("endpoint", BAD_ENDPOINTS)
+@pytest.mark.parametrize("command", ["consume", "produce"])
+def test_a_bad_endpoint_is_one_line(tmp_path: Path, command: str, endpoint: str) -> None:
+    result = subprocess_cli(*kinesis_command(command, tmp_path), "--endpoint", endpoint, cwd=tmp_path)
+    one_line_exit_2(result, f"--endpoint {endpoint!r}")
+    assert not (tmp_path / "consumer.db").exists()  # refused before the store is opened
+
+
+@pytest.mark.parametrize("region", BAD_REGIONS)
+@pytest.mark.parametrize("command", ["consume", "produce"])
+def test_a_bad_region_is_one_line(tmp_path: Path, command: str, region: str) -> None:
+    args = [*kinesis_command(command, tmp_path), "--region", region, "--endpoint", "http://127.0.0.1:9"]
+    one_line_exit_2(subprocess_cli(*args, cwd=tmp_path), f"--region {region!r}")
+    assert not (tmp_path / "consumer.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args", [["replay", "events.jsonl"], ["export"], ["stats"], ["init"], ["demo"], ["serve", "--port", "0"]]
+)
+def test_an_empty_store_url_is_refused_not_taken_for_the_default(tmp_path: Path, args: list[str]) -> None:
+    write_lines(tmp_path / "events.jsonl", STREAM)
+    one_line_exit_2(subprocess_cli(*args, "--store", "", cwd=tmp_path), "--store '': empty")
+    done = subprocess.run(
+        [*console_script(), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        env={**os.environ, "USER_LIMITS_STORE": ""},
+    )
+    one_line_exit_2(Run(done.returncode, done.stdout, done.stderr), "USER_LIMITS_STORE is set but empty")
+    assert not (tmp_path / "user-limits.db").exists()
+
+
+# -- inputs are read as they are applied: a malformed line mid-way, endless and huge inputs
+
+
+def test_a_malformed_line_mid_way_keeps_the_batches_before_it(run: Any, store: str, tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    lines = [encode(event) for event in STREAM]
+    path.write_bytes(b"\n".join([*lines[:5], b'{"aggregateId": "u1", "cut short', *lines[5:]]) + b"\n")
+    result = run("replay", str(path), "--store", store, "--batch-size", "2")
+    one_line_exit_2(result, f"{path}: line 6: malformed JSON")
+    assert "the first 4 records are committed, none after them" in result.err
+    assert [limit["userLimitId"] for limit in exported(run, store)] == ["L1"]  # records 1-4; L0 is record 5
+    # Fixed, the file is replayed whole: what was committed is skipped, the read model is a clean replay's.
+    write_lines(path, STREAM)
+    assert run("replay", str(path), "--store", store).code == 0
+    clean = f"sqlite:///{tmp_path / 'clean.db'}"
+    run("replay", str(path), "--store", clean)
+    assert exported(run, store) == exported(run, clean)
+    kept = ("applied", "parked", "deadLettered")  # skipped and ignored count the second run too
+    stats, clean_stats = (json.loads(run("stats", "--json", "--store", url).out) for url in (store, clean))
+    assert [stats[k] for k in kept] == [clean_stats[k] for k in kept]
+
+
+def test_a_malformed_second_file_keeps_the_first(run: Any, store: str, tmp_path: Path) -> None:
+    good = write_array(tmp_path / "good.json", STREAM)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(encode(STREAM[1]) + b"\n{nope\n")
+    result = run("replay", str(good), str(bad), "--store", store)
+    assert result.code == 2
+    assert result.out.startswith(f"{good}: 7 records: applied 5")
+    assert result.err.startswith(f"user-limits: error: {bad}: line 2: malformed JSON")
+    assert result.err.rstrip().endswith("(nothing of the file is applied)")
+    assert len(exported(run, store)) == 3
+
+
+def limited_cli(*args: str, cwd: Path) -> Run:
+    """The console script with its address space capped at 1 GiB: reading a huge input into
+    memory fails (MemoryError, a traceback) instead of swapping the machine."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    done = subprocess.run(
+        [*console_script(), *args], capture_output=True, text=True, cwd=cwd, timeout=120, preexec_fn=cap
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def sparse(path: Path, head: bytes, size: int = 10 << 30) -> Path:
+    """A file of ``size`` bytes (10 GiB) that takes no disk: ``head`` and then zeros."""
+    with path.open("wb") as file:
+        file.write(head)
+        file.truncate(size)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda tmp: Path("/dev/zero"), "expected a JSON array, JSON Lines or a Lambda Kinesis event"),
+        (lambda tmp: sparse(tmp / "zeros.jsonl", b""), "expected a JSON array, JSON Lines or a Lambda Kinesis event"),
+        (lambda tmp: sparse(tmp / "array.json", b"[" + encode(STREAM[1]) + b","), "more than 128 MiB to read whole"),
+        (lambda tmp: sparse(tmp / "event.json", b'{"Records": ['), "more than 128 MiB to read whole"),
+        (lambda tmp: sparse(tmp / "line.jsonl", encode(STREAM[1]) + b"\n{"), "line 2 is longer than 16 MiB"),
+    ],
+    ids=["/dev/zero", "10 GiB of zeros", "10 GiB array", "10 GiB Lambda event", "10 GiB line"],
+)
+@pytest.mark.parametrize("command", ["replay", "produce"])
+def test_an_endless_or_huge_input_is_one_line_in_little_memory(
+    tmp_path: Path, make: Any, says: str, command: str
+) -> None:
+    path = make(tmp_path)
+    if command == "replay":
+        args = ["replay", str(path), "--store", f"sqlite:///{tmp_path / 'cli.db'}"]
+    else:  # refused while reading, before anything is put: no Kinesis needed
+        args = ["produce", str(path), "--stream", "s", "--endpoint", "http://127.0.0.1:9", "--region", "eu-west-1"]
+    result = limited_cli(*args, cwd=tmp_path)
+    one_line_exit_2(result, f"{path}: ")
+    assert says in result.err
+
+
+def test_a_file_name_with_control_characters_is_shown_escaped(run: Any, store: str, tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "a\x1b[2Jb.jsonl", STREAM)
+    result = run("replay", str(path), "--store", store)
+    assert result.code == 0, result.err
+    assert "a\\x1b[2Jb.jsonl: 7 records" in result.out and "\x1b" not in result.out
+    result = run("replay", str(tmp_path / "missing\x1b[2J.json"), "--store", store)
+    assert result.code == 2
+    assert "missing\\x1b[2J.json: cannot read" in result.err and "\x1b" not in result.err

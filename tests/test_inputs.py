@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.streams import KINESIS_BASE, SHARD, STREAM_ARN, created, encode, lambda_event, noise
+from user_limits import inputs
 from user_limits.errors import UserError
-from user_limits.inputs import InputError, parse_records, read_records
+from user_limits.inputs import InputError, Source, open_input, parse_records, read_records
 
 ONE, TWO = encode(created("L1", 1)), encode(noise(2))
 
@@ -50,6 +54,12 @@ def test_invalid_utf8_inside_a_record_is_kept_for_a_dead_letter() -> None:
     assert [record.data for record in parse_records(b"[" + bad + b"]")] == [bad]
     assert [record.data for record in parse_records(ONE + b"\n" + bad + b"\n")] == [ONE, bad]
     assert [record.data for record in parse_records(bad)] == [bad]
+
+
+@pytest.mark.parametrize("line", [b"\xff\xfe raw", b'"\xed\xa0\x80"', b'{"type": "\xc3"}', b'["\xf5\x80"]'])
+def test_a_json_lines_line_that_is_not_utf8_is_a_record(line: bytes) -> None:
+    # Whatever the JSON parser calls it: bytes that are not UTF-8 are a record to dead-letter.
+    assert [record.data for record in parse_records(ONE + b"\n" + line + b"\n" + TWO)] == [ONE, line, TWO]
 
 
 @pytest.mark.parametrize(
@@ -125,3 +135,103 @@ def test_a_deeply_nested_record_in_json_lines_is_kept_for_a_dead_letter() -> Non
 def test_a_deeply_nested_json_array_is_one_clear_error() -> None:
     with pytest.raises(InputError, match=r"^events\.json: malformed JSON"):
         parse_records(b"[" + ONE + b", " + DEEP + b"]", "events.json")
+
+
+# -- JSON Lines is read as a stream; what must be read whole is capped
+
+
+def pipe_source(chunks: Iterator[bytes], name: str = "pipe") -> Source:
+    """A Source reading from a real pipe fed by a thread: no size, no seeking, maybe no end."""
+    read_end, write_end = os.pipe()
+
+    def feed() -> None:
+        try:
+            with os.fdopen(write_end, "wb") as writer:
+                for chunk in chunks:
+                    writer.write(chunk)
+        except BrokenPipeError:
+            pass  # the reader is done
+
+    threading.Thread(target=feed, daemon=True).start()
+    return Source(os.fdopen(read_end, "rb"), name)
+
+
+def test_json_lines_that_never_end_are_read_as_they_come() -> None:
+    endless = (encode(created(f"L{n}", n + 1)) + b"\n" for n in itertools.count())
+    with pipe_source(endless) as source:
+        first = list(itertools.islice(source.records(), 5000))
+    assert [json.loads(record.data)["payload"]["userLimitId"] for record in first[:3]] == ["L0", "L1", "L2"]
+    assert len(first) == 5000
+
+
+def test_a_malformed_line_is_raised_when_the_reader_gets_there() -> None:
+    lines = iter([ONE + b"\n", TWO + b"\n", b"{cut short\n", ONE + b"\n"])
+    with pipe_source(lines, "events.jsonl") as source:
+        records = source.records()
+        assert [next(records).data, next(records).data] == [ONE, TWO]
+        with pytest.raises(InputError, match=r"^events\.jsonl: line 3: malformed JSON"):
+            next(records)
+
+
+@pytest.mark.parametrize(
+    ("head", "says"),
+    [
+        (b"[", "more than 1 MiB to read whole"),
+        (b'{"Records": [', "more than 1 MiB to read whole"),
+        (b"{", "more than 1 MiB to read whole"),  # the first line never ends: not JSON Lines
+        (ONE + b"\n{", "line 2 is longer than 1 MiB"),
+    ],
+)
+def test_an_input_without_end_is_refused_within_the_caps(
+    monkeypatch: pytest.MonkeyPatch, head: bytes, says: str
+) -> None:
+    monkeypatch.setattr(inputs, "MAX_LINE_BYTES", 1 << 20)
+    monkeypatch.setattr(inputs, "MAX_DOCUMENT_BYTES", 1 << 20)
+    spaces = itertools.repeat(b" " * 65536)
+    with pipe_source(itertools.chain([head], spaces), "endless") as source:
+        with pytest.raises(InputError, match=says):
+            list(source.records())
+        assert source.consumed <= 2 * (1 << 20) + len(head)
+
+
+def test_a_document_larger_than_the_cap_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "huge.json"
+    with path.open("wb") as file:
+        file.write(b"[" + ONE + b",")
+        file.truncate(inputs.MAX_DOCUMENT_BYTES + 1)  # sparse: no disk used
+    with open_input(path) as source:
+        with pytest.raises(InputError, match="MiB to read whole"):
+            list(source.records())
+        assert source.consumed < 1 << 20
+
+
+def test_a_line_of_exactly_the_limit_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inputs, "MAX_LINE_BYTES", 64)
+    at_limit = b'{"pad": "' + b"x" * (64 - 11) + b'"}'
+    assert len(at_limit) == 64
+    assert [record.data for record in parse_records(ONE[:0] + b'{"a": 1}\n' + at_limit + b"\n")] == [
+        b'{"a": 1}',
+        at_limit,
+    ]
+    with pytest.raises(InputError, match="line 2 is longer than 0 MiB"):
+        parse_records(b'{"a": 1}\n' + at_limit + b"x\n")
+
+
+def test_json_lines_split_on_a_lone_carriage_return_too() -> None:
+    assert [record.data for record in parse_records(ONE + b"\r" + TWO + b"\r")] == [ONE, TWO]
+
+
+@pytest.mark.parametrize("line", [b'{"a": 1,}', b'{"a": 01}', b"[1, 2,]", b'{"type": "USER_LIMIT_CREATED" "x"}'])
+def test_bad_json_inside_braces_is_a_record_to_dead_letter(line: bytes) -> None:
+    # It was meant as an envelope: rule 1 dead-letters it rather than refuse the whole file.
+    assert [record.data for record in parse_records(ONE + b"\n" + line + b"\n" + TWO)] == [ONE, line, TWO]
+
+
+def test_records_come_in_batches_bounded_in_count_and_bytes() -> None:
+    from user_limits.replay import batches
+    from user_limits.stream.records import StreamRecord
+
+    records = [StreamRecord(b"x" * size) for size in (10, 10, 10, 30, 5, 50, 1, 1, 1)]
+    cut = list(batches(records, 3, max_bytes=40))
+    assert [[len(record.data) for record in batch] for batch in cut] == [[10, 10, 10], [30, 5], [50], [1, 1, 1]]
+    assert [record for batch in cut for record in batch] == records

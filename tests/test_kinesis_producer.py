@@ -177,3 +177,44 @@ def test_cli_prints_the_counts_and_rejects_bad_input_in_one_line(
     )
     assert missing.returncode == 2
     assert missing.stderr.count("\n") == 1 and "missing.json: cannot read" in missing.stderr
+
+
+def test_files_are_put_in_chunks_as_they_are_read_each_key_in_order(
+    kinesis_local: KinesisLocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from user_limits import kinesis_producer
+
+    for name, value in DUMMY_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    stream = kinesis_local.create_stream(2)
+    events = [progress(f"L{u}", seq, "1", "0", f"u{u}") for seq in range(1, 6) for u in range(3)]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(event) for event in events) + "\n")
+    monkeypatch.setattr(kinesis_producer, "CHUNK_RECORDS", 4)  # 15 records: four chunks
+    chunked = list(kinesis_producer.chunks(iter(read_entries(path)), 4))
+    assert [len(chunk) for chunk in chunked] == [4, 4, 4, 3]
+    counts = kinesis_producer.produce([path], stream, kinesis_local.endpoint)
+    assert (counts.put, counts.retried, counts.failed) == (15, 0, 0)
+    on_stream = stream_contents(kinesis_local, stream)
+    for user in ("u0", "u1", "u2"):
+        assert [json.loads(e.data)["sequenceNumber"] for e in on_stream if e.partition_key == user] == [1, 2, 3, 4, 5]
+
+
+def test_a_malformed_line_mid_way_stops_the_put_there(
+    kinesis_local: KinesisLocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from user_limits import kinesis_producer
+
+    for name, value in DUMMY_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    stream = kinesis_local.create_stream(1)
+    lines = [json.dumps(created(f"L{n}", 1, f"u{n}")) for n in range(5)]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join([*lines[:4], "{cut short", lines[4]]) + "\n")
+    monkeypatch.setattr(kinesis_producer, "CHUNK_RECORDS", 2)
+    with pytest.raises(InputError) as caught:
+        kinesis_producer.produce([path], stream, kinesis_local.endpoint)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: line 5: malformed JSON")
+    assert "4 records of it were put before it; putting the file again is safe" in message
+    assert len(stream_contents(kinesis_local, stream)) == 4

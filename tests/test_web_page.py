@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -11,7 +13,9 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -23,6 +27,7 @@ pytestmark = pytest.mark.browser
 
 SECRET = "web-page-test-secret-0123456789abcdef"
 HOUR = 3_600_000
+LONG = "123456789012345678901234567890.123456789"
 
 
 def free_port() -> int:
@@ -51,6 +56,12 @@ def seed(url: str) -> None:
                 progress("dep", 6, "500", "0", user_id="alice"),  # 50%: green
                 progress("loss", 7, "160", "0", user_id="alice"),  # 80%: amber
                 progress("bet", 8, "95.50", "0", user_id="alice"),  # 95.5%: red
+                # Amounts a JS Number would show wrongly: tiny, huge, long, exponent forms, -0.
+                created("tiny", 9, user_id="carol", value="1"),
+                progress("tiny", 10, "5E-8", "0", user_id="carol"),
+                created("huge", 11, user_id="carol", value="1E+30", type_="LOSS"),
+                created("long", 12, user_id="carol", value=LONG, type_="BET"),
+                created("zero", 13, user_id="carol", value="-0", type_="BALANCE"),
             ],
             None,
         ),
@@ -197,3 +208,70 @@ def test_the_page_refreshes_itself(server: str, store_url: str, browser: object)
     store.close()
     expect(used).to_have_text("9.5 SEK of 10 SEK used (95.00%)", timeout=10_000)
     expect(page.locator('article.card[data-user-limit-id="other"]').get_by_role("progressbar")).to_have_class("bar bad")
+
+
+def shown(decimal: str) -> str:
+    """How the page must write a decimal: exact plain digits, thousands separated, zero unsigned."""
+    value = Decimal(decimal)
+    return format(value.copy_abs() if value.is_zero() else value, ",f")
+
+
+def api_limits(server: str, user_id: str) -> dict[str, dict[str, str]]:
+    request = urllib.request.Request(
+        f"{server}/api/user-limits/{user_id}", headers={"Authorization": f"Bearer {token(user_id)}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return {item["userLimitId"]: item for item in json.load(answer)["userLimits"]}
+
+
+def test_tiny_huge_and_exponent_amounts_are_shown_exactly(server: str, browser: object) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(server)
+    page.get_by_label("User ID").fill("carol")
+    page.get_by_label("Access token").fill(token("carol"))
+    page.get_by_role("button", name="Show limits").click()
+    expect(page.locator("article.card")).to_have_count(4)
+
+    def card(limit_id: str, part: str) -> Any:
+        return page.locator(f'article.card[data-user-limit-id="{limit_id}"] {part}')
+
+    expect(card("tiny", ".used")).to_have_text("0.00000005 SEK of 1 SEK used (0.00%)")
+    expect(card("tiny", ".remaining")).to_have_text("0.99999995 SEK")
+    expect(card("huge", ".remaining")).to_have_text("1" + ",000" * 10 + " SEK")
+    expect(card("long", ".remaining")).to_have_text("123,456,789,012,345,678,901,234,567,890.123456789 SEK")
+    expect(card("zero", ".remaining")).to_have_text(re.compile(r"^0 SEK$"))
+    # Whatever text the API chose for each figure, the page shows exactly its value.
+    for limit_id, item in api_limits(server, "carol").items():
+        expect(card(limit_id, ".used")).to_have_text(
+            f"{shown(item['progress'])} SEK of {shown(item['value'])} SEK used ({shown(item['usedPercent'])}%)"
+        )
+        expect(card(limit_id, ".remaining")).to_have_text(f"{shown(item['remaining'])} SEK")
+
+
+def decimal_texts() -> list[str]:
+    """Decimal strings in the API's grammar: the awkward ones, and a few hundred random ones."""
+    texts = ["5E-8", "1E+30", LONG, "-0", "-0.00", "0E-8", "0", "95.50", "1.50E+1", "-5E-3", "1e5", "007.10"]
+    randomly = random.Random(7)
+    for _ in range(400):
+        whole = str(randomly.randrange(10 ** randomly.randrange(1, 40)))
+        text = randomly.choice(["", "-"]) + whole
+        if randomly.random() < 0.6:
+            text += "." + "".join(randomly.choice("0123456789") for _ in range(randomly.randrange(1, 40)))
+        if randomly.random() < 0.5:
+            text += randomly.choice("eE") + randomly.choice(["", "+", "-"]) + str(randomly.randrange(0, 60))
+        texts.append(text)
+    return texts
+
+
+def test_every_decimal_text_is_written_out_exactly(server: str, browser: object) -> None:
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page()
+    page.goto(server)
+    texts = decimal_texts()
+    written = page.evaluate("texts => texts.map((text) => amount(text, 'SEK'))", texts)
+    assert written == [f"{shown(text)} SEK" for text in texts]

@@ -11,7 +11,20 @@ STORE_ENV = "USER_LIMITS_STORE"
 
 
 def store_url(explicit: str | None = None) -> str:
-    return explicit or os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
+    """``--store``, else USER_LIMITS_STORE, else the default. An empty value is refused, never
+    taken for "not given": ``--store "$UNSET_VARIABLE"`` must not write to the default file."""
+    if explicit is not None:
+        if not explicit.strip():
+            raise StoreError(f"--store {explicit!r}: empty; give a store URL such as {DEFAULT_STORE_URL}")
+        return explicit
+    from_env = os.environ.get(STORE_ENV)
+    if from_env is not None:
+        if not from_env.strip():
+            raise StoreError(
+                f"{STORE_ENV} is set but empty: set a store URL, or unset it for the default {DEFAULT_STORE_URL}"
+            )
+        return from_env
+    return DEFAULT_STORE_URL
 
 
 def open_store(url: str) -> LimitStore:

@@ -22,7 +22,7 @@ import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
 from user_limits.errors import UserError
-from user_limits.inputs import InputError, parse_records, read_file
+from user_limits.inputs import InputError, Source, check_readable, open_input
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 MAX_RECORDS = 500
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
 MAX_RECORD_BYTES = 1024 * 1024  # data + partition key
+# Entries planned at a time: 50 full PutRecords calls, or about 64 MiB.
+CHUNK_RECORDS = 50 * MAX_RECORDS
+CHUNK_BYTES = 64 * 1024 * 1024
 THROTTLED = {"ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException"}
 
 
@@ -67,19 +70,21 @@ def partition_key(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def entries(source: Source) -> Iterator[Entry]:
+    """The records of an input as ``replay`` reads them (JSON Lines as a stream), except that a
+    Lambda event's records are kept as they are (aggregated ones included) with their own
+    partition keys."""
+    content = source.content()
+    if isinstance(content, dict):
+        yield from _lambda_entries(content, source.name)
+        return
+    for data in content:
+        yield Entry(data, partition_key(data))
+
+
 def read_entries(path: str | Path) -> list[Entry]:
-    """The records of a file as ``replay`` reads them, except that a Lambda event's records are
-    kept as they are (aggregated ones included) with their own partition keys."""
-    name = str(path)
-    data = read_file(path)
-    if data.lstrip()[:1] == b"{":
-        try:
-            whole = msgspec.json.decode(data)
-        except msgspec.DecodeError:
-            whole = None  # JSON Lines
-        if isinstance(whole, dict) and "Records" in whole:
-            return _lambda_entries(whole, name)
-    return [Entry(record.data, partition_key(record.data)) for record in parse_records(data, name)]
+    with open_input(path) as source:
+        return list(entries(source))
 
 
 def _lambda_entries(event: dict[str, Any], name: str) -> list[Entry]:
@@ -180,11 +185,41 @@ class Producer:
         self.counts.failed += len(failed)
 
 
+def chunks(items: Iterator[Entry], size: int | None = None, max_bytes: int = CHUNK_BYTES) -> Iterator[list[Entry]]:
+    """Entries in lists of at most ``size`` and about ``max_bytes``: planned and put one after the
+    other, so that memory stays bounded and each key's order holds across them."""
+    size = size or CHUNK_RECORDS
+    chunk: list[Entry] = []
+    held = 0
+    for entry in items:
+        chunk.append(entry)
+        held += entry.size
+        if len(chunk) == size or held >= max_bytes:
+            yield chunk
+            chunk, held = [], 0
+    if chunk:
+        yield chunk
+
+
 def produce(
     paths: Sequence[str | Path], stream: str, endpoint: str | None = None, region: str | None = None
 ) -> PutCounts:
-    # Read every file first: a malformed one stops the run before anything is put.
-    entries = [entry for path in paths for entry in read_entries(path)]
+    """Put the records of ``paths`` on ``stream``, each file read as it is put (JSON Lines as a
+    stream). A malformed line stops it there: what was put before it stays on the stream, and
+    putting the file again is safe (the projection skips the copies)."""
+    for path in paths:  # a missing or unreadable file stops the run before anything is put
+        check_readable(path)
     from user_limits.kinesis_consumer import kinesis_client
 
-    return Producer(kinesis_client(endpoint, region), stream).put(entries)
+    producer = Producer(kinesis_client(endpoint, region), stream)
+    for path in paths:
+        with open_input(path) as source:
+            before = producer.counts.put
+            try:
+                for chunk in chunks(entries(source)):
+                    producer.put(chunk)
+            except InputError as error:
+                put = producer.counts.put - before
+                done = f"{put} records of it were put before it" if put else "nothing of the file was put"
+                raise InputError(f"{error} ({done}; putting the file again is safe)") from None
+    return producer.counts

@@ -1,16 +1,24 @@
-"""Replaying records through the batch path, in batches, with an optional progress callback."""
+"""Replaying records through the batch path, in batches as they are read, with an optional
+progress callback.
+
+Records may come from a stream (JSON Lines as it is read): a batch is at most ``batch_size``
+records and about :data:`MAX_BATCH_BYTES`, so memory stays bounded whatever the input's size.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator
 
 from user_limits.codec import UserLimitFamily
 from user_limits.domain.events import UserLimitEvent
 from user_limits.domain.model import UserLimit
 from user_limits.errors import UserError
+from user_limits.inputs import InputError
 from user_limits.stores.base import LimitStore
 from user_limits.stream.batch import BatchProcessor
 from user_limits.stream.records import Counts, StreamRecord
+
+MAX_BATCH_BYTES = 64 * 1024 * 1024
 
 
 class ReplayFailed(UserError):
@@ -21,26 +29,59 @@ def processor_for(store: LimitStore) -> BatchProcessor[UserLimitEvent, UserLimit
     return BatchProcessor(UserLimitFamily(), store)
 
 
+def batches(
+    records: Iterable[StreamRecord], size: int, max_bytes: int = MAX_BATCH_BYTES
+) -> Iterator[list[StreamRecord]]:
+    """``records`` cut into lists of at most ``size`` records and about ``max_bytes`` (a record
+    larger than that is a batch of its own)."""
+    batch: list[StreamRecord] = []
+    held = 0
+    for record in records:
+        if batch and held + len(record.data) > max_bytes:
+            yield batch
+            batch, held = [], 0
+        batch.append(record)
+        held += len(record.data)
+        if len(batch) == size:
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch
+
+
 def replay(
     store: LimitStore,
-    records: Sequence[StreamRecord],
+    records: Iterable[StreamRecord],
     batch_size: int = 1000,
     name: str = "input",
     progress: Callable[[int], None] | None = None,
 ) -> Counts:
-    """Apply ``records`` in batches; on a store failure raise ReplayFailed (earlier batches stay)."""
+    """Apply ``records`` in batches as they come; on a store failure raise ReplayFailed, on a
+    malformed input InputError, saying what is committed (earlier batches stay)."""
     processor = processor_for(store)
     total = Counts()
-    for start in range(0, len(records), batch_size):
-        batch = records[start : start + batch_size]
+    committed = 0
+    cut = batches(records, batch_size)
+    while True:
+        try:
+            batch = next(cut, None)
+        except InputError as error:
+            if not committed:
+                raise InputError(f"{error} (nothing of the file is applied)") from None
+            raise InputError(
+                f"{error} (the first {committed} records are committed, none after them; "
+                "replaying the file again once it is fixed is safe: what is committed is skipped)"
+            ) from None
+        if batch is None:
+            return total
         result = processor.process(batch)
         if result.error is not None:
-            first = start + (result.first_failed or 0)
+            first = committed + (result.first_failed or 0)
             raise ReplayFailed(
                 f"{name}: the store failed at record {first + 1}: {type(result.error).__name__}: {result.error} "
                 f"(the {first} records before it are committed; replaying the file again is safe)"
             )
+        committed += len(batch)
         total.add(result.counts)
         if progress is not None:
             progress(len(batch))
-    return total

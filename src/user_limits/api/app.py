@@ -49,6 +49,9 @@ def create_app(settings: Settings | None = None, store: LimitStore | None = None
         version=__version__,
         description="Players' responsible-gambling limits, as projected from the event stream.",
         lifespan=lifespan,
+        # A redirect to the path without its trailing slash would be built from the decoded path,
+        # turning an id's %2F into a separator: /api/user-limits/a%2Fb/ must not lead to a's limit b.
+        redirect_slashes=False,
     )
     app.state.store = opened
     app.state.reader = StoreReader(opened)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
@@ -69,6 +70,7 @@ MAX_CURSOR_CHARS = 16_384
 # Not a secret: the checksum catches corrupted and hand-edited cursors, which would otherwise
 # silently change what the walk returns. Forging one gains nothing (see the module docstring).
 _CHECKSUM_KEY = b"user-limits cursor v1"
+_CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class BadCursor(ValueError):
@@ -130,10 +132,16 @@ def decode_cursor(cursor: str, query: Query) -> list[bytes]:
     """The fingerprints the walk has returned so far; BadCursor if it is not this query's cursor."""
     if len(cursor) > MAX_CURSOR_CHARS:
         raise BadCursor("invalid cursor: too long")
+    # Only the exact text encode_cursor writes: the decoder alone would skip characters outside the
+    # alphabet, accept padding and "+" or "/", and ignore the spare bits of the last character.
+    if not _CURSOR_TEXT.fullmatch(cursor):
+        raise BadCursor("invalid cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError):
         raise BadCursor("invalid cursor") from None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != cursor:
+        raise BadCursor("invalid cursor")
     body, checksum = raw[:-_DIGEST], raw[-_DIGEST:]
     if len(body) < _HEADER or (len(body) - _HEADER) % _DIGEST or body[0] != VERSION or _checksum(body) != checksum:
         raise BadCursor("invalid cursor")

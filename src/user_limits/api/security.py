@@ -50,12 +50,16 @@ ANONYMOUS_ADMIN = Principal(subject=None, admin=True)
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:
-    """``scope`` (RFC 8693: a space-separated string) and ``scp`` (Okta, Entra ID: often a list)."""
+    """``scope`` (RFC 8693: a space-separated string) and ``scp`` (Okta, Entra ID: often a list).
+
+    Split on the space character alone, as RFC 6749 3.3 defines a scope list: ``str.split()``
+    also splits on tabs, newlines and Unicode spaces, so ``"x\tuser-limits:admin"`` (one token,
+    not a scope we know) would have granted admin."""
     scopes: list[str] = []
     for name in ("scope", "scp"):
         value = claims.get(name)
         if isinstance(value, str):
-            scopes.extend(value.split())
+            scopes.extend(value.split(" "))
         elif isinstance(value, list):
             scopes.extend(item for item in value if isinstance(item, str))
     return scopes

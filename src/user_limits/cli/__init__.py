@@ -18,6 +18,7 @@ from user_limits.cli import serve_command as _serve_command  # noqa: F401
 from user_limits.cli import store_commands as _store_commands  # noqa: F401
 from user_limits.cli import stream_commands as _stream_commands  # noqa: F401
 from user_limits.cli.app import app
+from user_limits.cli.render import shown
 from user_limits.errors import UserError
 
 __all__ = ["app", "main"]
@@ -47,5 +48,6 @@ def _is_click_error(error: Exception) -> bool:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    print(f"user-limits: error: {' '.join(message.split())}", file=sys.stderr)
+    # One line, and a path or value quoted in it cannot drive the terminal.
+    print(f"user-limits: error: {shown(' '.join(message.split()))}", file=sys.stderr)
     sys.exit(code)

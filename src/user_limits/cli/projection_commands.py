@@ -12,31 +12,50 @@ import typer
 
 from user_limits.bootstrap import open_store, store_url
 from user_limits.cli.app import JsonOption, StoreOption, app
-from user_limits.cli.render import console, counts_line, dead_letter_json, limit_json, limits_table
+from user_limits.cli.render import (
+    console,
+    counts_line,
+    dead_letter_json,
+    limit_json,
+    limits_table,
+    progress_bar,
+    shown,
+)
 from user_limits.domain.model import export_dict
 from user_limits.errors import UserError
-from user_limits.inputs import parse_records, read_records
+from user_limits.inputs import Source, check_readable, open_input, parse_records
 from user_limits.replay import replay
 from user_limits.stores.base import LimitStore
-from user_limits.stream.records import StreamRecord
 
 _encode = msgspec.json.Encoder().encode
+PROGRESS_BYTES = 4 * 1024 * 1024
 
 
 def _print_json(value: object) -> None:
     sys.stdout.write(msgspec.json.format(_encode(value), indent=2).decode() + "\n")
 
 
-def _replay_with_progress(store: LimitStore, records: list[StreamRecord], batch_size: int, name: str) -> None:
-    if sys.stderr.isatty() and len(records) > batch_size:
-        from rich.progress import Progress
+def _replay_with_progress(store: LimitStore, source: Source, batch_size: int) -> None:
+    name = source.name
+    done = 0
 
-        with Progress(console=console(stderr=True), transient=True) as bar:
-            task = bar.add_task(f"replaying {name}", total=len(records))
-            counts = replay(store, records, batch_size, name, lambda n: bar.advance(task, n))
+    def advanced(records: int) -> None:
+        nonlocal done
+        done += records
+
+    # A bar for a file big enough to wait for, by bytes read: the number of records is known only at the end.
+    if sys.stderr.isatty() and source.size is not None and source.size > PROGRESS_BYTES:
+        with progress_bar(console(stderr=True)) as bar:
+            task = bar.add_task(f"replaying {shown(name)}", total=source.size)
+
+            def advanced_bar(records: int) -> None:
+                advanced(records)
+                bar.update(task, completed=source.consumed)
+
+            counts = replay(store, source.records(), batch_size, name, advanced_bar)
     else:
-        counts = replay(store, records, batch_size, name)
-    console().print(f"{name}: {len(records)} records: {counts_line(counts)}")
+        counts = replay(store, source.records(), batch_size, name, advanced)
+    console().print(f"{shown(name)}: {done} records: {counts_line(counts)}")
 
 
 @app.command()
@@ -48,7 +67,7 @@ def demo(store: StoreOption = None) -> None:
     records = parse_records(data, "bundled sample")
     counts = replay(target, records)
     out = console()
-    out.print(f"Replayed the bundled sample ({len(records)} events) into {url}")
+    out.print(f"Replayed the bundled sample ({len(records)} events) into {shown(url)}")
     out.print(f"this run: {counts_line(counts)}")
     users = sorted({limit.user_id for limit in target.all_limits()})
     for user_id in users:
@@ -63,13 +82,16 @@ def replay_command(
     store: StoreOption = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Records per batch.")] = 1000,
 ) -> None:
-    """Apply the events of FILEs to the store, in batches, and print the counts."""
-    # Read every file first: a malformed one stops the run before anything is applied.
-    inputs = [(str(path), read_records(path)) for path in files_]
+    """Apply the events of FILEs to the store, in batches as they are read, and print the counts."""
+    # Every file is opened first: a missing or unreadable one stops the run before anything is
+    # applied. Each is then read as it is applied (JSON Lines as a stream, in bounded memory).
+    for path in files_:
+        check_readable(path)
     target = open_store(store_url(store))
     try:
-        for name, records in inputs:
-            _replay_with_progress(target, records, batch_size, name)
+        for path in files_:
+            with open_input(path) as source:
+                _replay_with_progress(target, source, batch_size)
     finally:
         target.close()
 
@@ -115,7 +137,7 @@ def parked(store: StoreOption = None, json: JsonOption = False) -> None:
     out = console()
     for event in events:
         envelope = msgspec.json.decode(event.data)
-        out.print(f"{event.key}  sequenceNumber {event.position}  {envelope.get('type')}")
+        out.print(f"{shown(event.key)}  sequenceNumber {event.position}  {shown(envelope.get('type'))}")
     out.print(f"{len(events)} parked")
 
 
@@ -131,7 +153,7 @@ def dead_letters(store: StoreOption = None, json: JsonOption = False) -> None:
     out = console()
     for letter in letters:
         where = f"shard {letter.shard_id} seq {letter.sequence_number}" if letter.sequence_number else "no coordinates"
-        out.print(f"{where}: {letter.reason}")
+        out.print(f"{shown(where)}: {shown(letter.reason)}")
     out.print(f"{len(letters)} dead letters")
 
 

@@ -1,16 +1,37 @@
-"""Tables and JSON shapes the CLI prints."""
+"""Tables and JSON shapes the CLI prints.
+
+Everything printed here may hold stored text (ids, currencies, dead-letter reasons) or text the
+user typed (paths, store URLs): rich never reads it as markup (``[/x]`` would crash the command,
+``[link=…]`` would render) nor as emoji codes, and :func:`shown` writes the characters that are
+not printable as escapes (rich passes ESC through: a stored value could colour or rewrite the
+terminal, or reorder what follows with a bidi control).
+"""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from user_limits.domain.model import UserLimit, export_dict
 from user_limits.stream.records import Counts, DeadLetter
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+
+def shown(text: object) -> str:
+    """``text`` as it is, except that characters that are not printable (control and format
+    characters, line breaks, spaces other than " ") are written as ``\\x1b``-style escapes."""
+    value = str(text)
+    if value.isprintable():
+        return value
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in value)
 
 
 def when(epoch_ms: int | None) -> str:
@@ -27,7 +48,7 @@ def limit_json(limit: UserLimit) -> dict[str, object]:
 
 
 def limits_table(user_id: str, limits: Iterable[UserLimit]) -> Table:
-    table = Table(title=f"user {user_id}", title_justify="left")
+    table = Table(title=Text(f"user {shown(user_id)}"), title_justify="left")
     for column, justify in (
         ("type", "left"),
         ("period", "left"),
@@ -38,17 +59,24 @@ def limits_table(user_id: str, limits: Iterable[UserLimit]) -> Table:
         ("used %", "right"),
         ("next reset", "left"),
     ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        # Folded, never cut short with an ellipsis: every character of a stored value is shown.
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for limit in limits:
+        # Text cells: plain text whatever console renders the table.
         table.add_row(
-            limit.type,
-            limit.period,
-            limit.status,
-            f"{limit.value} {limit.currency_code}",
-            str(limit.progress),
-            str(limit.remaining),
-            str(limit.used_percent),
-            when(limit.next_reset_time),
+            *(
+                Text(shown(cell))
+                for cell in (
+                    limit.type,
+                    limit.period,
+                    limit.status,
+                    f"{limit.value} {limit.currency_code}",
+                    str(limit.progress),
+                    str(limit.remaining),
+                    str(limit.used_percent),
+                    when(limit.next_reset_time),
+                )
+            )
         )
     return table
 
@@ -79,4 +107,19 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     # Off a terminal rich assumes 80 columns, which folds the limits table: allow a wide line.
     width = None if stream.isatty() else 120
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+    # markup and emoji off: a string printed is shown as it is, never parsed.
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=True, width=width)
+
+
+def progress_bar(stderr_console: Console) -> Progress:
+    """A transient progress bar whose description (a file name) is plain text, not markup."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}", markup=False, style="progress.description"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=stderr_console,
+        transient=True,
+    )

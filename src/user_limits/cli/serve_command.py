@@ -20,8 +20,10 @@ def serve(
 
     from user_limits.api.app import create_app
     from user_limits.api.settings import load_settings
+    from user_limits.bootstrap import store_url
 
-    settings = load_settings(**({"store": store} if store else {}))
+    # The store URL as every command reads it (an empty --store or USER_LIMITS_STORE is refused).
+    settings = load_settings(store=store_url(store))
     # Built before uvicorn starts: a missing key or an unusable store is one line, not a traceback.
     api = create_app(settings)
     uvicorn.run(api, host=host, port=port, log_level="info")

@@ -62,9 +62,11 @@ def consume(
 
     SIGINT or SIGTERM stop it after the batch in hand.
     """
-    from user_limits.kinesis_consumer import Consumer, ConsumerOptions
+    from user_limits.kinesis_consumer import Consumer, ConsumerOptions, check_endpoint, check_region
     from user_limits.kinesis_consumer import consume as run_consumer
 
+    check_endpoint(endpoint)  # before the store is opened (or created)
+    check_region(region)
     options = ConsumerOptions(
         stream, start, batch_size, poll_interval, stop_when_idle, worker, workers, shard_refresh, log_interval
     )

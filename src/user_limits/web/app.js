@@ -24,12 +24,40 @@ function title(word) {
   return word.charAt(0) + word.slice(1).toLowerCase().replaceAll("_", " ");
 }
 
-// Decimal strings are shown as they are (no float rounding), with thousands separators.
+// The API's decimals are strings: -?digits[.digits][(e|E)[+|-]digits]. They are written out in
+// plain digits from the string itself, never through a JS Number (which rounds past 15-17
+// digits): 5E-8 is 0.00000005, 1E+30 has all its 31 digits. Digits after the point are kept as
+// written (95.50 stays 95.50); a zero has no sign.
+const DECIMAL = /^(-?)([0-9]+)(?:\.([0-9]+))?(?:[eE]([-+]?[0-9]+))?$/;
+const MAX_DIGITS = 1000; // a longer expansion is shown in exponent form, as the API sent it
+
+function plainDecimal(text) {
+  const match = DECIMAL.exec(text);
+  if (!match) return text;
+  const [, sign, whole, fraction = "", exponent = "0"] = match;
+  const digits = whole + fraction;
+  const shift = exponent.length > 7 ? Infinity : Number(exponent);
+  const point = whole.length + shift; // where the decimal point falls in `digits`
+  if (Math.max(point, digits.length - point) > MAX_DIGITS) return text;
+  let integer = digits;
+  let decimals = "";
+  if (point <= 0) {
+    integer = "0";
+    decimals = "0".repeat(-point) + digits;
+  } else if (point < digits.length) {
+    integer = digits.slice(0, point);
+    decimals = digits.slice(point);
+  } else {
+    integer = digits + "0".repeat(point - digits.length);
+  }
+  integer = integer.replace(/^0+(?=[0-9])/, "");
+  const grouped = integer.replace(/\B(?=([0-9]{3})+(?![0-9]))/g, ",");
+  const zero = !/[1-9]/.test(digits);
+  return `${sign && !zero ? "-" : ""}${grouped}${decimals ? "." + decimals : ""}`;
+}
+
 function amount(decimal, currency) {
-  const negative = decimal.startsWith("-");
-  const [whole, fraction] = decimal.replace("-", "").split(".");
-  const grouped = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  return `${negative ? "-" : ""}${grouped}${fraction ? "." + fraction : ""} ${currency}`;
+  return `${plainDecimal(decimal)} ${currency}`;
 }
 
 function level(percent) {
@@ -66,15 +94,18 @@ function render(limits) {
     const badge = card.querySelector(".badge");
     badge.textContent = title(limit.status);
     badge.classList.add(limit.status);
+    // A Number only for the bar's length and colour, never for a figure shown.
     const percent = Number(limit.usedPercent);
+    const filled = Math.min(Math.max(percent, 0), 100);
+    const used = plainDecimal(limit.usedPercent);
     const bar = card.querySelector(".bar");
     bar.classList.add(level(percent));
-    bar.setAttribute("aria-valuenow", String(Math.min(percent, 100)));
-    bar.setAttribute("aria-valuetext", `${limit.usedPercent}% used`);
+    bar.setAttribute("aria-valuenow", String(filled));
+    bar.setAttribute("aria-valuetext", `${used}% used`);
     bar.setAttribute("aria-label", `${title(limit.type)} limit used`);
-    card.querySelector(".bar-fill").style.width = `${Math.min(percent, 100)}%`;
+    card.querySelector(".bar-fill").style.width = `${filled}%`;
     card.querySelector(".used").textContent =
-      `${amount(limit.progress, limit.currencyCode)} of ${amount(limit.value, limit.currencyCode)} used (${limit.usedPercent}%)`;
+      `${amount(limit.progress, limit.currencyCode)} of ${amount(limit.value, limit.currencyCode)} used (${used}%)`;
     card.querySelector(".remaining").textContent = amount(limit.remaining, limit.currencyCode);
     const clock = card.querySelector(".countdown");
     if (limit.nextResetTime !== null) clock.dataset.reset = String(limit.nextResetTime);

@@ -15,11 +15,13 @@ from user_limits.api.deps import PrincipalDep, StoreReaderDep
 from user_limits.api.errors import ApiError, documented
 from user_limits.api.pagination import BadCursor, Query, paginate
 from user_limits.api.params import LIST_PARAMETERS, ListParams, list_params, no_query
+from user_limits.api.raw_path import RawPathRoute
 from user_limits.api.schemas import UserLimitOut, UserLimitPage
 from user_limits.api.security import Principal
 from user_limits.domain.model import UserLimit, export_dict
 
-router = APIRouter(prefix="/api/user-limits", tags=["user limits"])
+# An id may hold any character, `/` included (sent as %2F): see RawPathRoute.
+router = APIRouter(prefix="/api/user-limits", tags=["user limits"], route_class=RawPathRoute)
 _encode = msgspec.json.Encoder().encode
 
 UserIdPath = Annotated[str, Path(min_length=1, max_length=256, description="The player's userId")]
@@ -35,13 +37,24 @@ def wire(limit: UserLimit) -> dict[str, object]:
     return item
 
 
+# A player's limits are personal and change all the time: no cache, private or shared, keeps them.
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
 def _json(body: object) -> Response:
-    return Response(_encode(body), media_type="application/json")
+    return Response(_encode(body), media_type="application/json", headers=_NO_STORE)
 
 
 def _authorise(principal: Principal, user_id: str) -> None:
     if not principal.may_read(user_id):
         raise ApiError(403, "this token may not read this user's limits")
+
+
+def _check_id(name: str, value: str) -> None:
+    # No record with a NUL in a string is ever applied (it is dead-lettered), and PostgreSQL cannot
+    # even take one in a query: answered here, before the store is asked.
+    if "\x00" in value:
+        raise ApiError(422, f"path parameter `{name}`: must not contain the NUL character")
 
 
 @router.get(
@@ -54,6 +67,7 @@ def _authorise(principal: Principal, user_id: str) -> None:
 async def list_user_limits(
     userId: UserIdPath, principal: PrincipalDep, params: ListParamsDep, read: StoreReaderDep
 ) -> Response:
+    _check_id("userId", userId)
     _authorise(principal, userId)
     query = Query(userId, params.types, params.periods, params.statuses, params.brand_ids, params.sort)
     limits, as_of = await read(lambda store: (store.user_limits(userId), store.as_of()))
@@ -77,6 +91,8 @@ async def get_user_limit(
     principal: PrincipalDep,
     read: StoreReaderDep,
 ) -> Response:
+    _check_id("userId", userId)
+    _check_id("userLimitId", userLimitId)
     _authorise(principal, userId)
     found = await read(lambda store: store.user_limit(userId, userLimitId))
     if found is None:
