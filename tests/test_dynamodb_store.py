@@ -4,6 +4,8 @@ Lambda handler. The behaviour every store shares is in test_store_contract.py.""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.servers.dynamodb_local import DynamoDBServer
-from tests.streams import created, encode, export, lambda_record, process, progress, records
+from tests.streams import created, encode, export, lambda_event, lambda_record, process, progress, records
 from user_limits import aws_lambda, synthetic
 from user_limits.codec import UserLimitFamily
 from user_limits.domain.model import UserLimit
@@ -410,3 +412,79 @@ def test_the_shared_sample_gives_the_expected_outcome(
         if event["type"] == "USER_LIMIT_RESET"
     }
     assert all(limit["nextResetTime"] == resets[limit["userLimitId"]] for limit in limits)
+
+
+# -- what the Lambda handler logs is what was committed
+
+
+@pytest.fixture
+def lambda_on(dynamodb_store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDBStore]:
+    """The Lambda handler on this test's table; its log line goes to a buffer, its metrics (EMF,
+    printed) to stdout."""
+    monkeypatch.setenv("USER_LIMITS_STORE", dynamodb_store_url)
+    monkeypatch.setattr(aws_lambda.logger.registered_handler, "stream", io.StringIO())
+    aws_lambda.reset()
+    store = aws_lambda.processor().store
+    assert isinstance(store, DynamoDBStore)
+    yield store
+    aws_lambda.reset()
+
+
+def batch_log(capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The handler's one log line about the batch, and its one EMF metrics blob."""
+    stream = aws_lambda.logger.registered_handler.stream
+    assert isinstance(stream, io.StringIO)
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines() if '"records"' in text]
+    [blob] = [json.loads(text) for text in capsys.readouterr().out.splitlines() if '"_aws"' in text]
+    # EMF gives each metric as a list of the values added in the flush: one each here.
+    metrics = {name: value[0] if isinstance(value, list) else value for name, value in blob.items()}
+    return line, metrics
+
+
+COUNT_NAMES = ("applied", "skipped", "ignored", "parked", "deadLettered")
+
+
+def test_when_only_the_as_of_write_fails_the_log_and_metrics_say_what_was_committed(
+    lambda_on: DynamoDBStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = lambda_event([created("L1", 1), progress("L1", 2, "1", "0"), progress("L2", 3, "1", "0")])
+    requests = Requests(lambda_on)
+    requests.fail("UpdateItem", 1)  # the asOf maximum, after every limit is committed
+    response = aws_lambda.handler(event)
+    requests.close()
+
+    assert response == {"batchItemFailures": []}  # nothing to re-deliver
+    line, metrics = batch_log(capsys)
+    assert lambda_on.stats().applied == 2
+    assert line["message"] == "batch committed, a later write failed"
+    assert {name: line[name] for name in COUNT_NAMES} == {
+        "applied": 2,
+        "skipped": 0,
+        "ignored": 0,
+        "parked": 1,
+        "deadLettered": 0,
+    }
+    assert "injected" in line["error"]
+    assert {name: metrics[name] for name in COUNT_NAMES} == {name: line[name] for name in COUNT_NAMES}
+    assert metrics["batchFailed"] == 0
+
+
+def test_after_a_failure_part_way_the_log_and_metrics_count_what_the_store_applied(
+    lambda_on: DynamoDBStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dynamodb_store, "TRANSACTION_ACTIONS", 4)  # a few limits a transaction
+    stream = [
+        event for n in range(8) for event in (created(f"L{n}", 2 * n + 1), progress(f"L{n}", 2 * n + 2, "1", "0"))
+    ]
+    requests = Requests(lambda_on)
+    requests.fail("TransactWriteItems", 3)
+    response = aws_lambda.handler(lambda_event(stream))
+    requests.close()
+
+    line, metrics = batch_log(capsys)
+    applied = lambda_on.stats().applied
+    assert 0 < applied < len(stream)  # part of the batch is committed
+    assert len(response["batchItemFailures"]) == 1
+    assert line["message"] == "batch partly committed"
+    assert line["applied"] == metrics["applied"] == applied
+    assert metrics["batchFailed"] == 1

@@ -200,6 +200,7 @@ class _Unit:
     actions: list[Action]
     key: str | None = None  # the limit's id; None for a dead letter
     applied: int = 0
+    parked: int = 0  # events it parks
     updated_at: int | None = None
     size: int = 0
 
@@ -211,8 +212,13 @@ class _Progress:
     applied: int = 0
     skipped: int = 0
     ignored: int = 0
+    parked: int = 0
+    dead_lettered: int = 0
     newest: int | None = None
     committed_any: bool = False
+
+    def counts(self) -> Counts:
+        return Counts(self.applied, self.skipped, self.ignored, self.parked, self.dead_lettered)
 
 
 NEW_ITEM = "attribute_not_exists(PK)"
@@ -259,7 +265,8 @@ class DynamoDBStore:
             outcome = project(snapshot)
             pending = set(conflicts)
         else:
-            raise CommitError(min(conflicts.values()), RuntimeError(f"limits changing under {ROUNDS} attempts"))
+            error = RuntimeError(f"limits changing under {ROUNDS} attempts")
+            raise CommitError(min(conflicts.values()), error, progress.counts())
         try:
             if progress.newest is not None:
                 self._conditional_max(item_key(META, AS_OF), "asOf", number_attr(progress.newest))
@@ -267,7 +274,7 @@ class DynamoDBStore:
                 self._store_checkpoint(outcome.checkpoint)
         except Exception as error:
             # Every record's effect is committed; the next batch moves these forward again.
-            raise CommitError(outcome.size, error) from error
+            raise CommitError(outcome.size, error, progress.counts()) from error
         return outcome
 
     def _snapshot(self, keys: Mapping[str, str]) -> tuple[Snapshot[UserLimit], dict[str, str]]:
@@ -359,7 +366,7 @@ class DynamoDBStore:
                 continue
             expected, first = outcome.touched[key]
             indexes = [index for index, _ in (*parked_set.get(key, ()), *parked_removed.get(key, ()))]
-            unit = _Unit(min([first, *indexes]), [], key, size=200)
+            unit = _Unit(min([first, *indexes]), [], key, size=200, parked=len(parked_set.get(key, ())))
             unit.actions.extend(self._limit_actions(key, outcome.states.get(key), expected, homes.get(key, keys[key])))
             limit = outcome.states.get(key)
             if limit is not None:
@@ -478,7 +485,7 @@ class DynamoDBStore:
                 remaining = [unit.index for later in groups[number:] for unit in later]
                 remaining += conflicts.values()
                 first = min(remaining, default=outcome.size if progress.committed_any else 0)
-                raise CommitError(first, error) from error
+                raise CommitError(first, error, progress.counts()) from error
         return conflicts
 
     def _transact(
@@ -512,7 +519,11 @@ class DynamoDBStore:
                 reasons = error.response.get("CancellationReasons") or []
                 failed = {n for n, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"}
                 if failed:
-                    units = _without(units, failed, conflicts)
+                    kept = _without(units, failed, conflicts)
+                    # A dead letter already kept counts as kept.
+                    kept_ids = {id(unit) for unit in kept}
+                    progress.dead_lettered += sum(unit.key is None and id(unit) not in kept_ids for unit in units)
+                    units = kept
                     continue
                 # Conflicts with another transaction, or throttling: back off and try again.
                 attempt += 1
@@ -525,6 +536,8 @@ class DynamoDBStore:
             progress.skipped += skipped
             progress.ignored += ignored
             for unit in units:
+                progress.parked += unit.parked
+                progress.dead_lettered += unit.key is None
                 if unit.updated_at is not None and (progress.newest is None or unit.updated_at > progress.newest):
                     progress.newest = unit.updated_at
             return
