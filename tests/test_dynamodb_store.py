@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from tests.servers.dynamodb_local import DynamoDBServer
 from tests.streams import created, encode, export, lambda_event, lambda_record, process, progress, records
 from user_limits import aws_lambda, synthetic
+from user_limits.cli import main
 from user_limits.codec import UserLimitFamily
 from user_limits.domain.model import UserLimit
 from user_limits.inputs import read_records
@@ -147,6 +148,39 @@ def test_the_url_names_table_region_and_endpoint(monkeypatch: pytest.MonkeyPatch
     assert parse_url("dynamodb://limits").region == "eu-west-1"
     monkeypatch.setenv("AWS_REGION", "us-west-2")
     assert (parse_url("dynamodb://limits").region, parse_url("dynamodb://limits").endpoint) == ("us-west-2", None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "dynamodb://limits?region=eu-west-1&endpoint=http://[::1",
+        "dynamodb://limits?region=eu-west-1&endpoint=ftp://x",
+        "dynamodb://limits?region=eu-west-1&endpoint=http://",
+        "dynamodb://limits?region=eu-west-1&endpoint=http://127.0.0.1:99999",
+        "dynamodb://limits?region=eu-west-1&endpoint=http://a%20b",
+        "dynamodb://limits?region=../x",
+        "dynamodb://limits?region=eu_west_1",
+        "dynamodb://[::1?region=eu-west-1",
+    ],
+)
+def test_a_bad_endpoint_region_or_url_is_one_line_and_exit_2(
+    url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setattr(sys, "argv", ["user-limits", "stats", "--store", url])
+    with pytest.raises(SystemExit) as done:
+        main()
+    err = capsys.readouterr().err
+    assert done.value.code == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+    def no_request(*args: Any) -> str:
+        raise AssertionError("a request was made")
+
+    monkeypatch.setattr(dynamodb_store, "_describe", no_request)
+    with pytest.raises(StoreError):
+        DynamoDBStore(url)  # refused before its first request
 
 
 # -- the layout

@@ -7,6 +7,7 @@ described in :mod:`user_limits.stores.dynamodb_store`.
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,9 +44,18 @@ class Location:
     endpoint: str | None
 
 
+# What botocore accepts as a region name (a DNS label); anything else it refuses when the client is made.
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+
+
 def parse_url(url: str) -> Location:
-    """``dynamodb://TABLE?region=REGION&endpoint=URL``; the region falls back to AWS_REGION."""
-    parts = urlsplit(url)
+    """``dynamodb://TABLE?region=REGION&endpoint=URL``; the region falls back to AWS_REGION.
+
+    Everything is checked here, so that a bad URL is one line for the user before any request."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # e.g. an unclosed IPv6 bracket
+        raise StoreError(f"bad DynamoDB store URL {url!r}: {error}") from None
     table = parts.netloc
     if parts.scheme != "dynamodb" or not table:
         raise StoreError(f"bad DynamoDB store URL {url!r}: use dynamodb://TABLE?region=REGION[&endpoint=URL]")
@@ -59,8 +69,28 @@ def parse_url(url: str) -> Location:
     )
     if not region:
         raise StoreError(f"no AWS region for {url}: add ?region=REGION to the URL or set AWS_REGION")
+    if not _REGION.fullmatch(region):
+        raise StoreError(f"bad AWS region {region!r} for {url}: letters, digits and '-', such as eu-west-1")
     endpoint = next(iter(query.get("endpoint", [])), None) or None
+    if endpoint is not None:
+        _check_endpoint(endpoint, url)
     return Location(table, region, endpoint)
+
+
+def _check_endpoint(endpoint: str, url: str) -> None:
+    problem = None
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError as error:
+        problem = str(error)
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+    if problem is not None:
+        raise StoreError(f"bad DynamoDB endpoint {endpoint!r} in {url}: {problem}")
 
 
 def text_attr(value: str) -> AttributeValueTypeDef:

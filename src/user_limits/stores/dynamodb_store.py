@@ -126,7 +126,10 @@ def _client(location: Location) -> DynamoDBClient:
         max_pool_connections=16,
     )
     session = boto3.session.Session()
-    return session.client("dynamodb", region_name=location.region, endpoint_url=location.endpoint, config=config)
+    try:
+        return session.client("dynamodb", region_name=location.region, endpoint_url=location.endpoint, config=config)
+    except (ValueError, BotoCoreError) as error:  # what parse_url let through and botocore refuses
+        raise StoreError(f"cannot use DynamoDB ({_where(location)}): {error}") from None
 
 
 def _where(location: Location) -> str:
