@@ -4,9 +4,11 @@ Lambda handler. The behaviour every store shares is in test_store_contract.py.""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -24,7 +26,7 @@ from user_limits.codec import UserLimitFamily
 from user_limits.domain.model import UserLimit
 from user_limits.inputs import read_records
 from user_limits.replay import replay
-from user_limits.stores import dynamodb_store
+from user_limits.stores import dynamodb_store, dynamodb_writes
 from user_limits.stores.base import LimitStore, StoreError
 from user_limits.stores.dynamodb_store import DynamoDBStore, initialize, parse_url
 from user_limits.stores.memory_store import MemoryStore
@@ -408,20 +410,25 @@ def test_records_larger_than_an_item_are_kept_whole_in_chunks(store: DynamoDBSto
     process(store, records([orphan, poison]))
     assert [event.data for event in store.parked_events()] == [orphan]
     assert [letter.data for letter in store.dead_letters()] == [poison]
-    assert chunk_items(store) == {"parked": 2, "dead letters": 4}
+    assert chunk_items(store) == {"parked": 2, "limits": 0, "dead letters": 4}
 
     process(store, records([created("L1", 1)], 10))  # drains the orphan: its chunks go too
     limit = store.user_limit("u1", "L1")
     assert limit is not None and str(limit.progress) == "1"
-    assert store.parked_events() == [] and chunk_items(store) == {"parked": 0, "dead letters": 4}
+    assert store.parked_events() == [] and chunk_items(store) == {"parked": 0, "limits": 0, "dead letters": 4}
+
+
+def all_keys(store: DynamoDBStore) -> list[tuple[str, str]]:
+    pages = store._client.get_paginator("scan").paginate(TableName=store.table, ProjectionExpression="PK, SK")
+    return [(item["PK"]["S"], item["SK"]["S"]) for page in pages for item in page["Items"]]
 
 
 def chunk_items(store: DynamoDBStore) -> dict[str, int]:
-    pages = store._client.get_paginator("scan").paginate(TableName=store.table, ProjectionExpression="PK, SK")
-    items = [item for page in pages for item in page["Items"]]
+    keys = all_keys(store)
     return {
-        "parked": sum(item["SK"]["S"].startswith("CHUNK#PARKED#") for item in items),
-        "dead letters": sum(item["PK"]["S"] == "DEADLETTERCHUNK" for item in items),
+        "parked": sum(pk.startswith("PARKED#") and sk.startswith("CHUNK#") for pk, sk in keys),
+        "limits": sum(pk.startswith("USER#") and sk.startswith("CHUNK#LIMIT#") for pk, sk in keys),
+        "dead letters": sum(pk == "DEADLETTERCHUNK" for pk, _ in keys),
     }
 
 
@@ -522,3 +529,167 @@ def test_after_a_failure_part_way_the_log_and_metrics_count_what_the_store_appli
     assert line["message"] == "batch partly committed"
     assert line["applied"] == metrics["applied"] == applied
     assert metrics["batchFailed"] == 1
+
+
+# -- whatever a batch holds, it fits in DynamoDB's limits
+
+
+class Transactions:
+    """Every TransactWriteItems the store sends, as sent."""
+
+    def __init__(self, store: DynamoDBStore) -> None:
+        self.sent: list[list[dict[str, Any]]] = []
+        self.events = store._client.meta.events
+        self.events.register("provide-client-params.dynamodb.TransactWriteItems", self._record)
+
+    def _record(self, params: dict[str, Any], **_: Any) -> None:
+        self.sent.append(params["TransactItems"])
+
+    def close(self) -> None:
+        self.events.unregister("provide-client-params.dynamodb.TransactWriteItems", self._record)
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB counts it: names and values (binary values as raw bytes)."""
+    size = 0
+    for name, value in item.items():
+        ((kind, inner),) = value.items()
+        size += len(name) + (len(inner) if kind == "B" else len(str(inner).encode()))
+    return size
+
+
+def check_limits(sent: list[list[dict[str, Any]]]) -> None:
+    for actions in sent:
+        assert len(actions) <= 100
+        touched = []
+        total = 0
+        for action in actions:
+            ((kind, body),) = action.items()
+            touched.append(
+                (body.get("Item") or body["Key"])["PK"]["S"] + "|" + (body.get("Item") or body["Key"])["SK"]["S"]
+            )
+            for name in ("UpdateExpression", "ConditionExpression"):
+                assert len(body.get(name, "").encode()) <= 4096
+            if kind == "Put":
+                assert item_bytes(body["Item"]) <= 400 * 1024
+                total += item_bytes(body["Item"])
+            total += sum(item_bytes({k: v}) for k, v in body.get("ExpressionAttributeValues", {}).items())
+        assert len(touched) == len(set(touched)), "an item twice in one transaction"
+        assert total <= 4 * 1024 * 1024
+
+
+def test_every_transaction_keeps_within_dynamodb_limits(store: DynamoDBStore) -> None:
+    brand = base64.b64encode(random.Random(3).randbytes(120_000)).decode()
+    orphans = [progress("L0", n + 2, "1", str(n), note="x" * 700) for n in range(700)]
+    limits = [created(f"L{n}", n, user_id=f"u{n % 7}", brandId=brand if n % 50 == 0 else "b") for n in range(1, 300)]
+    sent = Transactions(store)
+    process(store, records([*orphans, *limits]))
+    process(
+        store,
+        records([created("L0", 1), *(progress(f"L{n}", 1000 + n, "1", "0", f"u{n % 7}") for n in range(1, 300))], 1000),
+    )
+    sent.close()
+    check_limits(sent.sent)
+    assert len(sent.sent) > 5
+    limit = store.user_limit("u1", "L0")
+    assert limit is not None and str(limit.progress) == "700"
+    assert store.parked_events() == [] and chunk_items(store)["parked"] == 0
+
+
+def test_big_texts_of_a_limit_live_in_chunks_that_follow_it(store: DynamoDBStore) -> None:
+    brand = base64.b64encode(random.Random(5).randbytes(340_000)).decode()  # does not compress below 32 KB
+    process(store, records([created("L1", 1, brandId=brand)]))
+    assert chunk_items(store)["limits"] == 2
+    process(store, records([progress("L1", 2, "1", "0")], 1))  # the same texts: the same chunks
+    assert chunk_items(store)["limits"] == 2
+    process(store, records([created("L1", 3, user_id="u2", brandId=brand[1:])], 2))  # moved, other texts
+    assert [pk for pk, sk in all_keys(store) if sk.startswith("CHUNK#LIMIT#")] == ["USER#u2", "USER#u2"]
+    process(store, records([created("L1", 4, user_id="u2")], 3))  # small again: no chunks left
+    assert chunk_items(store)["limits"] == 0
+    limit = store.user_limit("u2", "L1")
+    assert limit is not None and limit.brand_id == "brand-1"
+
+
+def test_events_beyond_what_a_parked_item_holds_are_dead_lettered(
+    store: DynamoDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A parked item holds thousands of events; make it hold a few dozen.
+    monkeypatch.setattr(dynamodb_writes, "PARKED_INLINE", 3_000)
+    monkeypatch.setattr(dynamodb_writes, "PARKED_ITEM", 5_000)
+    orphans = [progress("L1", n + 2, "1", str(n)) for n in range(150)]
+    result = process(store, records(orphans[:100]))
+    process(store, records(orphans[100:], 100))
+    parked, letters = store.parked_events(), store.dead_letters()
+    assert 0 < len(parked) < 150 and len(parked) + len(letters) == 150
+    assert result.counts.parked + result.counts.dead_lettered == 100
+    assert all("is full" in letter.reason for letter in letters)
+    assert sorted([*(event.data for event in parked), *(letter.data for letter in letters)]) == sorted(
+        encode(orphan) for orphan in orphans
+    )
+    process(store, records([created("L1", 1)], 200))
+    limit = store.user_limit("u1", "L1")
+    assert limit is not None and limit.last_sequence_number == parked[-1].position
+
+
+# -- the layout and its migration
+
+
+def legacy_value(data: bytes) -> bytes:
+    """A parked event as layout 1 stored it in its item: raw."""
+    return b"r" + data
+
+
+def test_init_moves_parked_events_of_layout_1_where_any_creation_finds_them(
+    store: DynamoDBStore, dynamodb_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    process(store, records([created("L3", 1)]))
+    client, table = store._client, store.table
+    client.delete_item(TableName=table, Key={"PK": {"S": "META"}, "SK": {"S": "LAYOUT"}})  # as layout 1 had it
+    stuck = encode(progress("L1", 5, "7", "0", user_id="u2"))  # parked under the user of the event
+    big = encode(progress("L2", 7, "1", "0", note=os.urandom(40_000).hex()))
+    client.put_item(
+        TableName=table, Item={"PK": {"S": "USER#u2"}, "SK": {"S": "PARKED#L1"}, "E5": {"B": legacy_value(stuck)}}
+    )
+    client.put_item(
+        TableName=table,
+        Item={"PK": {"S": "USER#u1"}, "SK": {"S": "PARKED#L2"}, "E7": {"B": b"cr" + (1).to_bytes(4, "big")}},
+    )
+    client.put_item(TableName=table, Item={"PK": {"S": "USER#u1"}, "SK": {"S": "CHUNK#PARKED#L2#7#0"}, "d": {"B": big}})
+
+    with pytest.raises(StoreError, match=r"layout 1, older than this version .*run `user-limits init"):
+        DynamoDBStore(dynamodb_store_url)
+    cut_short = DynamoDBStore(dynamodb_store_url, check_layout=False)
+    requests = Requests(cut_short)
+    with monkeypatch.context() as patch:
+        patch.setattr(dynamodb_store, "TRANSACTION_ACTIONS", 2)  # one action a transaction
+        requests.fail("TransactWriteItems", 3)
+        with pytest.raises(CommitError):
+            cut_short.migrate()
+    requests.close()
+    cut_short.close()
+    assert len(store.parked_events()) == 1  # one limit's events moved, the other's not yet
+    assert "moved" in initialize(dynamodb_store_url)  # goes on where it stopped
+    assert "moved" not in initialize(dynamodb_store_url)
+
+    migrated = DynamoDBStore(dynamodb_store_url)
+    try:
+        assert [(event.key, event.position, event.data) for event in migrated.parked_events()] == [
+            ("L1", 5, stuck),
+            ("L2", 7, big),
+        ]
+        assert not [key for key in all_keys(migrated) if key[1].startswith(("PARKED#", "CHUNK#PARKED#"))]
+        process(migrated, records([created("L1", 1, user_id="u1"), created("L2", 2)], 10))
+        l1, l2 = migrated.user_limit("u1", "L1"), migrated.user_limit("u1", "L2")
+        assert l1 is not None and (str(l1.progress), l1.last_sequence_number) == ("7", 5)
+        assert l2 is not None and l2.last_sequence_number == 7
+        assert migrated.parked_events() == [] and export(migrated)[2]["userLimitId"] == "L3"
+    finally:
+        migrated.close()
+
+
+def test_a_table_of_a_newer_layout_says_to_upgrade(store: DynamoDBStore, dynamodb_store_url: str) -> None:
+    store._client.put_item(
+        TableName=store.table, Item={"PK": {"S": "META"}, "SK": {"S": "LAYOUT"}, "version": {"N": "99"}}
+    )
+    with pytest.raises(StoreError, match=r"layout 99, newer than this version of user-limits .*upgrade user-limits"):
+        DynamoDBStore(dynamodb_store_url)
