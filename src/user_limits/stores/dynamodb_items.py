@@ -231,7 +231,8 @@ def limit_item(limit: UserLimit) -> tuple[Item, Packed | None]:
         "updatedAt": number_attr(limit.updated_at),
     }
     packed = None
-    if texts_size((limit.brand_id, limit.currency_code)) <= TEXTS_INLINE:
+    brand, currency = limit.brand_id, limit.currency_code
+    if 4 * (len(brand) + len(currency)) <= TEXTS_INLINE or texts_size((brand, currency)) <= TEXTS_INLINE:
         item["brandId"] = text_attr(limit.brand_id)
         item["currencyCode"] = text_attr(limit.currency_code)
     else:

@@ -92,9 +92,8 @@ class Unit:
 
 
 def _item_of(action: Action) -> tuple[str, str]:
-    ((kind, body),) = action.items()
-    fields: Any = body
-    key = fields["Item"] if kind == "Put" else fields["Key"]
+    body: Any = next(iter(action.values()))
+    key = body.get("Key") or body["Item"]
     return key["PK"]["S"], key["SK"]["S"]
 
 
@@ -233,7 +232,10 @@ class Writes:
         else:
             item, texts = limit_item(limit)
             main.extend(self._limit_writes(key, item, limit.user_id, expected, home))
-            size += 600 * len(main) + 4 * texts_size((limit.brand_id, limit.currency_code, key, limit.user_id))
+            # At most 4 bytes a character.
+            size += 600 * len(main) + 4 * (
+                len(limit.brand_id) + len(limit.currency_code) + len(key) + len(limit.user_id)
+            )
             old = info.texts if info.texts is not None and chunk_count(info.texts) else None
             if old is not None and texts is not None and home == limit.user_id and old == texts.value:
                 old = None  # the same chunks: they stay
