@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.servers.dynamodb_local import DynamoDBServer
-from tests.streams import created, encode, export, lambda_event, lambda_record, process, progress, records
+from tests.streams import KINESIS_BASE, created, encode, export, lambda_event, lambda_record, process, progress, records
 from user_limits import aws_lambda, synthetic
 from user_limits.cli import main
 from user_limits.codec import UserLimitFamily
@@ -693,3 +693,32 @@ def test_a_table_of_a_newer_layout_says_to_upgrade(store: DynamoDBStore, dynamod
     )
     with pytest.raises(StoreError, match=r"layout 99, newer than this version of user-limits .*upgrade user-limits"):
         DynamoDBStore(dynamodb_store_url)
+
+
+def test_dead_letters_of_layout_1_are_read_as_they_were(store: DynamoDBStore) -> None:
+    big = b"\xff" + os.urandom(40_000)  # layout 1 kept it in a chunk named by the dead letter's id
+    letter_id = f"arn|shard|{KINESIS_BASE}|0"
+    client, table = store._client, store.table
+    client.put_item(
+        TableName=table,
+        Item={
+            "PK": {"S": "DEADLETTER"},
+            "SK": {"S": letter_id},
+            "reason": {"S": "not UTF-8: invalid start byte at byte 0"},
+            "data": {"B": b"cr" + (1).to_bytes(4, "big")},
+            "storedAt": {"N": "1"},
+            "batchIndex": {"N": "0"},
+            "sequenceNumber": {"S": str(KINESIS_BASE)},
+            "partitionKey": {"S": "u1"},
+        },
+    )
+    client.put_item(
+        TableName=table, Item={"PK": {"S": "DEADLETTERCHUNK"}, "SK": {"S": f"{letter_id}#0"}, "d": {"B": big}}
+    )
+    [letter] = store.dead_letters()
+    assert (letter.reason, letter.data, letter.sequence_number, letter.partition_key) == (
+        "not UTF-8: invalid start byte at byte 0",
+        big,
+        str(KINESIS_BASE),
+        "u1",
+    )
