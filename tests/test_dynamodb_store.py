@@ -19,7 +19,18 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.servers.dynamodb_local import DynamoDBServer
-from tests.streams import KINESIS_BASE, created, encode, export, lambda_event, lambda_record, process, progress, records
+from tests.streams import (
+    KINESIS_BASE,
+    created,
+    encode,
+    export,
+    lambda_event,
+    lambda_record,
+    noise,
+    process,
+    progress,
+    records,
+)
 from user_limits import aws_lambda, synthetic
 from user_limits.cli import main
 from user_limits.codec import UserLimitFamily
@@ -335,13 +346,19 @@ def test_unprocessed_keys_and_transaction_conflicts_are_retried(store: DynamoDBS
 
 
 def test_when_only_the_as_of_write_fails_every_record_is_committed(store: DynamoDBStore) -> None:
-    batch = records([created("L1", 1), progress("L1", 2, "1", "0")])
+    # Two copies of a poison record without coordinates: one dead letter, counted twice as every store does.
+    batch = [
+        *records([created("L1", 1), progress("L1", 2, "1", "0"), noise(3)]),
+        StreamRecord(b"{}"),
+        StreamRecord(b"{}"),
+    ]
     requests = Requests(store)
     requests.fail("UpdateItem", 1)
     with pytest.raises(CommitError) as raised:
         store.apply_batch({"L1": "u1"}, lambda snapshot: project_batch(batch, snapshot))
     requests.close()
     assert raised.value.first_uncommitted == len(batch)  # nothing to re-deliver
+    assert raised.value.committed == project_batch(batch, Snapshot()).counts  # all of it
     assert state(store) == state(reference([batch]))
     assert store.as_of() is None
     process(store, records([progress("L1", 3, "1", "1")], 10))  # the next batch moves it on

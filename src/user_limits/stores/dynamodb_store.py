@@ -456,7 +456,7 @@ class DynamoDBStore:
             progress.ignored += ignored
             for _, step in steps:
                 progress.parked += step.parked
-                progress.dead_lettered += step.dead_letter
+                progress.dead_lettered += step.dead_letters
                 if step.updated_at is not None and (progress.newest is None or step.updated_at > progress.newest):
                     progress.newest = step.updated_at
             return
@@ -683,7 +683,7 @@ def _without(
             if unit.key is not None:
                 conflicts[unit.key] = unit.index
             else:
-                progress.dead_lettered += 1
+                progress.dead_lettered += unit.steps[unit.main].dead_letters
     return [(unit, step) for unit, step in steps if id(unit) not in dropped]
 
 

@@ -76,7 +76,7 @@ class Step:
     items: set[tuple[str, str]] = field(default_factory=set)
     applied: int = 0
     parked: int = 0
-    dead_letter: bool = False
+    dead_letters: int = 0  # the batch's dead letters it keeps (a record twice in a batch is one item)
     updated_at: int | None = None
 
     def __post_init__(self) -> None:
@@ -196,13 +196,14 @@ class Writes:
             letters = outcome.dead_letters
         else:  # a round for some limits only: the dead letters refused for them
             letters = [(index, letter) for key, index, letter in placement.refused if key in pending]
-        seen: set[str] = set()
+        kept: dict[str, Unit] = {}
         for index, letter in letters:
             sk = dead_letter_sk(letter)
-            if sk in seen:  # one transaction may not touch an item twice
+            if sk in kept:  # one transaction may not touch an item twice
+                kept[sk].steps[kept[sk].main].dead_letters += 1
                 continue
-            seen.add(sk)
-            units.append(self._dead_letter_unit(index, letter, stored_at))
+            kept[sk] = self._dead_letter_unit(index, letter, stored_at)
+            units.append(kept[sk])
         units.sort(key=lambda unit: unit.index)
         return units
 
@@ -358,7 +359,7 @@ class Writes:
         texts_bytes = texts_size((letter.reason[:2000], letter.partition_key, letter.stream_arn, letter.shard_id))
         size = 600 + len(data.value) + 6 * texts_bytes
         put: Action = {"Put": {"TableName": table, "Item": item, "ConditionExpression": NEW_ITEM}}
-        return Unit(index, None, [*before, Step([put], size, dead_letter=True)], main=len(before))
+        return Unit(index, None, [*before, Step([put], size, dead_letters=1)], main=len(before))
 
     def _chunk_puts(self, keys: Sequence[Item], chunks: Sequence[bytes]) -> list[Step]:
         return [
