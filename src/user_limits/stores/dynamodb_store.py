@@ -362,7 +362,7 @@ class DynamoDBStore:
 
     def _batch_get(self, keys: Sequence[Item]) -> list[Mapping[str, Any]]:
         items: list[Mapping[str, Any]] = []
-        unique = list({_pk_sk(key): key for key in keys}.values())  # BatchGetItem refuses duplicates
+        unique = list({_pk_sk(key): key for key in keys}.values())  # BatchGetItem refuses a key asked twice
         for start in range(0, len(unique), BATCH_GET_KEYS):
             pending: Any = {self.table: {"Keys": unique[start : start + BATCH_GET_KEYS], "ConsistentRead": True}}
             attempt = 0
