@@ -16,7 +16,12 @@ pytest_plugins = ["tests.servers.postgres", "tests.servers.dynamodb_local", "tes
 
 SHARED_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "events.json"
 
-STORE_KINDS = ["memory", "sqlite", "postgres", "dynamodb"]
+STORE_KINDS = [
+    "memory",
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.servers),
+    pytest.param("dynamodb", marks=pytest.mark.servers),
+]
 
 
 @pytest.fixture

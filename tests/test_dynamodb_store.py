@@ -4,7 +4,11 @@ Lambda handler. The behaviour every store shares is in test_store_contract.py.""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,13 +19,25 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.servers.dynamodb_local import DynamoDBServer
-from tests.streams import created, encode, export, lambda_record, process, progress, records
+from tests.streams import (
+    KINESIS_BASE,
+    created,
+    encode,
+    export,
+    lambda_event,
+    lambda_record,
+    noise,
+    process,
+    progress,
+    records,
+)
 from user_limits import aws_lambda, synthetic
+from user_limits.cli import main
 from user_limits.codec import UserLimitFamily
 from user_limits.domain.model import UserLimit
 from user_limits.inputs import read_records
 from user_limits.replay import replay
-from user_limits.stores import dynamodb_store
+from user_limits.stores import dynamodb_store, dynamodb_writes
 from user_limits.stores.base import LimitStore, StoreError
 from user_limits.stores.dynamodb_store import DynamoDBStore, initialize, parse_url
 from user_limits.stores.memory_store import MemoryStore
@@ -145,6 +161,39 @@ def test_the_url_names_table_region_and_endpoint(monkeypatch: pytest.MonkeyPatch
     assert parse_url("dynamodb://limits").region == "eu-west-1"
     monkeypatch.setenv("AWS_REGION", "us-west-2")
     assert (parse_url("dynamodb://limits").region, parse_url("dynamodb://limits").endpoint) == ("us-west-2", None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "dynamodb://limits?region=eu-west-1&endpoint=http://[::1",
+        "dynamodb://limits?region=eu-west-1&endpoint=ftp://x",
+        "dynamodb://limits?region=eu-west-1&endpoint=http://",
+        "dynamodb://limits?region=eu-west-1&endpoint=http://127.0.0.1:99999",
+        "dynamodb://limits?region=eu-west-1&endpoint=http://a%20b",
+        "dynamodb://limits?region=../x",
+        "dynamodb://limits?region=eu_west_1",
+        "dynamodb://[::1?region=eu-west-1",
+    ],
+)
+def test_a_bad_endpoint_region_or_url_is_one_line_and_exit_2(
+    url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setattr(sys, "argv", ["user-limits", "stats", "--store", url])
+    with pytest.raises(SystemExit) as done:
+        main()
+    err = capsys.readouterr().err
+    assert done.value.code == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+    def no_request(*args: Any) -> str:
+        raise AssertionError("a request was made")
+
+    monkeypatch.setattr(dynamodb_store, "_describe", no_request)
+    with pytest.raises(StoreError):
+        DynamoDBStore(url)  # refused before its first request
 
 
 # -- the layout
@@ -297,13 +346,19 @@ def test_unprocessed_keys_and_transaction_conflicts_are_retried(store: DynamoDBS
 
 
 def test_when_only_the_as_of_write_fails_every_record_is_committed(store: DynamoDBStore) -> None:
-    batch = records([created("L1", 1), progress("L1", 2, "1", "0")])
+    # Two copies of a poison record without coordinates: one dead letter, counted twice as every store does.
+    batch = [
+        *records([created("L1", 1), progress("L1", 2, "1", "0"), noise(3)]),
+        StreamRecord(b"{}"),
+        StreamRecord(b"{}"),
+    ]
     requests = Requests(store)
     requests.fail("UpdateItem", 1)
     with pytest.raises(CommitError) as raised:
         store.apply_batch({"L1": "u1"}, lambda snapshot: project_batch(batch, snapshot))
     requests.close()
     assert raised.value.first_uncommitted == len(batch)  # nothing to re-deliver
+    assert raised.value.committed == project_batch(batch, Snapshot()).counts  # all of it
     assert state(store) == state(reference([batch]))
     assert store.as_of() is None
     process(store, records([progress("L1", 3, "1", "1")], 10))  # the next batch moves it on
@@ -372,20 +427,25 @@ def test_records_larger_than_an_item_are_kept_whole_in_chunks(store: DynamoDBSto
     process(store, records([orphan, poison]))
     assert [event.data for event in store.parked_events()] == [orphan]
     assert [letter.data for letter in store.dead_letters()] == [poison]
-    assert chunk_items(store) == {"parked": 2, "dead letters": 4}
+    assert chunk_items(store) == {"parked": 2, "limits": 0, "dead letters": 4}
 
     process(store, records([created("L1", 1)], 10))  # drains the orphan: its chunks go too
     limit = store.user_limit("u1", "L1")
     assert limit is not None and str(limit.progress) == "1"
-    assert store.parked_events() == [] and chunk_items(store) == {"parked": 0, "dead letters": 4}
+    assert store.parked_events() == [] and chunk_items(store) == {"parked": 0, "limits": 0, "dead letters": 4}
+
+
+def all_keys(store: DynamoDBStore) -> list[tuple[str, str]]:
+    pages = store._client.get_paginator("scan").paginate(TableName=store.table, ProjectionExpression="PK, SK")
+    return [(item["PK"]["S"], item["SK"]["S"]) for page in pages for item in page["Items"]]
 
 
 def chunk_items(store: DynamoDBStore) -> dict[str, int]:
-    pages = store._client.get_paginator("scan").paginate(TableName=store.table, ProjectionExpression="PK, SK")
-    items = [item for page in pages for item in page["Items"]]
+    keys = all_keys(store)
     return {
-        "parked": sum(item["SK"]["S"].startswith("CHUNK#PARKED#") for item in items),
-        "dead letters": sum(item["PK"]["S"] == "DEADLETTERCHUNK" for item in items),
+        "parked": sum(pk.startswith("PARKED#") and sk.startswith("CHUNK#") for pk, sk in keys),
+        "limits": sum(pk.startswith("USER#") and sk.startswith("CHUNK#LIMIT#") for pk, sk in keys),
+        "dead letters": sum(pk == "DEADLETTERCHUNK" for pk, _ in keys),
     }
 
 
@@ -410,3 +470,272 @@ def test_the_shared_sample_gives_the_expected_outcome(
         if event["type"] == "USER_LIMIT_RESET"
     }
     assert all(limit["nextResetTime"] == resets[limit["userLimitId"]] for limit in limits)
+
+
+# -- what the Lambda handler logs is what was committed
+
+
+@pytest.fixture
+def lambda_on(dynamodb_store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDBStore]:
+    """The Lambda handler on this test's table; its log line goes to a buffer, its metrics (EMF,
+    printed) to stdout."""
+    monkeypatch.setenv("USER_LIMITS_STORE", dynamodb_store_url)
+    monkeypatch.setattr(aws_lambda.logger.registered_handler, "stream", io.StringIO())
+    aws_lambda.reset()
+    store = aws_lambda.processor().store
+    assert isinstance(store, DynamoDBStore)
+    yield store
+    aws_lambda.reset()
+
+
+def batch_log(capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The handler's one log line about the batch, and its one EMF metrics blob."""
+    stream = aws_lambda.logger.registered_handler.stream
+    assert isinstance(stream, io.StringIO)
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines() if '"records"' in text]
+    [blob] = [json.loads(text) for text in capsys.readouterr().out.splitlines() if '"_aws"' in text]
+    # EMF gives each metric as a list of the values added in the flush: one each here.
+    metrics = {name: value[0] if isinstance(value, list) else value for name, value in blob.items()}
+    return line, metrics
+
+
+COUNT_NAMES = ("applied", "skipped", "ignored", "parked", "deadLettered")
+
+
+def test_when_only_the_as_of_write_fails_the_log_and_metrics_say_what_was_committed(
+    lambda_on: DynamoDBStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = lambda_event([created("L1", 1), progress("L1", 2, "1", "0"), progress("L2", 3, "1", "0")])
+    requests = Requests(lambda_on)
+    requests.fail("UpdateItem", 1)  # the asOf maximum, after every limit is committed
+    response = aws_lambda.handler(event)
+    requests.close()
+
+    assert response == {"batchItemFailures": []}  # nothing to re-deliver
+    line, metrics = batch_log(capsys)
+    assert lambda_on.stats().applied == 2
+    assert line["message"] == "batch committed, a later write failed"
+    assert {name: line[name] for name in COUNT_NAMES} == {
+        "applied": 2,
+        "skipped": 0,
+        "ignored": 0,
+        "parked": 1,
+        "deadLettered": 0,
+    }
+    assert "injected" in line["error"]
+    assert {name: metrics[name] for name in COUNT_NAMES} == {name: line[name] for name in COUNT_NAMES}
+    assert metrics["batchFailed"] == 0
+
+
+def test_after_a_failure_part_way_the_log_and_metrics_count_what_the_store_applied(
+    lambda_on: DynamoDBStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dynamodb_store, "TRANSACTION_ACTIONS", 4)  # a few limits a transaction
+    stream = [
+        event for n in range(8) for event in (created(f"L{n}", 2 * n + 1), progress(f"L{n}", 2 * n + 2, "1", "0"))
+    ]
+    requests = Requests(lambda_on)
+    requests.fail("TransactWriteItems", 3)
+    response = aws_lambda.handler(lambda_event(stream))
+    requests.close()
+
+    line, metrics = batch_log(capsys)
+    applied = lambda_on.stats().applied
+    assert 0 < applied < len(stream)  # part of the batch is committed
+    assert len(response["batchItemFailures"]) == 1
+    assert line["message"] == "batch partly committed"
+    assert line["applied"] == metrics["applied"] == applied
+    assert metrics["batchFailed"] == 1
+
+
+# -- whatever a batch holds, it fits in DynamoDB's limits
+
+
+class Transactions:
+    """Every TransactWriteItems the store sends, as sent."""
+
+    def __init__(self, store: DynamoDBStore) -> None:
+        self.sent: list[list[dict[str, Any]]] = []
+        self.events = store._client.meta.events
+        self.events.register("provide-client-params.dynamodb.TransactWriteItems", self._record)
+
+    def _record(self, params: dict[str, Any], **_: Any) -> None:
+        self.sent.append(params["TransactItems"])
+
+    def close(self) -> None:
+        self.events.unregister("provide-client-params.dynamodb.TransactWriteItems", self._record)
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB counts it: names and values (binary values as raw bytes)."""
+    size = 0
+    for name, value in item.items():
+        ((kind, inner),) = value.items()
+        size += len(name) + (len(inner) if kind == "B" else len(str(inner).encode()))
+    return size
+
+
+def check_limits(sent: list[list[dict[str, Any]]]) -> None:
+    for actions in sent:
+        assert len(actions) <= 100
+        touched = []
+        total = 0
+        for action in actions:
+            ((kind, body),) = action.items()
+            touched.append(
+                (body.get("Item") or body["Key"])["PK"]["S"] + "|" + (body.get("Item") or body["Key"])["SK"]["S"]
+            )
+            for name in ("UpdateExpression", "ConditionExpression"):
+                assert len(body.get(name, "").encode()) <= 4096
+            if kind == "Put":
+                assert item_bytes(body["Item"]) <= 400 * 1024
+                total += item_bytes(body["Item"])
+            total += sum(item_bytes({k: v}) for k, v in body.get("ExpressionAttributeValues", {}).items())
+        assert len(touched) == len(set(touched)), "an item twice in one transaction"
+        assert total <= 4 * 1024 * 1024
+
+
+def test_every_transaction_keeps_within_dynamodb_limits(store: DynamoDBStore) -> None:
+    brand = base64.b64encode(random.Random(3).randbytes(120_000)).decode()
+    orphans = [progress("L0", n + 2, "1", str(n), note="x" * 700) for n in range(700)]
+    limits = [created(f"L{n}", n, user_id=f"u{n % 7}", brandId=brand if n % 50 == 0 else "b") for n in range(1, 300)]
+    sent = Transactions(store)
+    process(store, records([*orphans, *limits]))
+    process(
+        store,
+        records([created("L0", 1), *(progress(f"L{n}", 1000 + n, "1", "0", f"u{n % 7}") for n in range(1, 300))], 1000),
+    )
+    sent.close()
+    check_limits(sent.sent)
+    assert len(sent.sent) > 5
+    limit = store.user_limit("u1", "L0")
+    assert limit is not None and str(limit.progress) == "700"
+    assert store.parked_events() == [] and chunk_items(store)["parked"] == 0
+
+
+def test_big_texts_of_a_limit_live_in_chunks_that_follow_it(store: DynamoDBStore) -> None:
+    brand = base64.b64encode(random.Random(5).randbytes(340_000)).decode()  # does not compress below 32 KB
+    process(store, records([created("L1", 1, brandId=brand)]))
+    assert chunk_items(store)["limits"] == 2
+    process(store, records([progress("L1", 2, "1", "0")], 1))  # the same texts: the same chunks
+    assert chunk_items(store)["limits"] == 2
+    process(store, records([created("L1", 3, user_id="u2", brandId=brand[1:])], 2))  # moved, other texts
+    assert [pk for pk, sk in all_keys(store) if sk.startswith("CHUNK#LIMIT#")] == ["USER#u2", "USER#u2"]
+    process(store, records([created("L1", 4, user_id="u2")], 3))  # small again: no chunks left
+    assert chunk_items(store)["limits"] == 0
+    limit = store.user_limit("u2", "L1")
+    assert limit is not None and limit.brand_id == "brand-1"
+
+
+def test_events_beyond_what_a_parked_item_holds_are_dead_lettered(
+    store: DynamoDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A parked item holds thousands of events; make it hold a few dozen.
+    monkeypatch.setattr(dynamodb_writes, "PARKED_INLINE", 3_000)
+    monkeypatch.setattr(dynamodb_writes, "PARKED_ITEM", 5_000)
+    orphans = [progress("L1", n + 2, "1", str(n)) for n in range(150)]
+    result = process(store, records(orphans[:100]))
+    process(store, records(orphans[100:], 100))
+    parked, letters = store.parked_events(), store.dead_letters()
+    assert 0 < len(parked) < 150 and len(parked) + len(letters) == 150
+    assert result.counts.parked + result.counts.dead_lettered == 100
+    assert all("is full" in letter.reason for letter in letters)
+    assert sorted([*(event.data for event in parked), *(letter.data for letter in letters)]) == sorted(
+        encode(orphan) for orphan in orphans
+    )
+    process(store, records([created("L1", 1)], 200))
+    limit = store.user_limit("u1", "L1")
+    assert limit is not None and limit.last_sequence_number == parked[-1].position
+
+
+# -- the layout and its migration
+
+
+def legacy_value(data: bytes) -> bytes:
+    """A parked event as layout 1 stored it in its item: raw."""
+    return b"r" + data
+
+
+def test_init_moves_parked_events_of_layout_1_where_any_creation_finds_them(
+    store: DynamoDBStore, dynamodb_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    process(store, records([created("L3", 1)]))
+    client, table = store._client, store.table
+    client.delete_item(TableName=table, Key={"PK": {"S": "META"}, "SK": {"S": "LAYOUT"}})  # as layout 1 had it
+    stuck = encode(progress("L1", 5, "7", "0", user_id="u2"))  # parked under the user of the event
+    big = encode(progress("L2", 7, "1", "0", note=os.urandom(40_000).hex()))
+    client.put_item(
+        TableName=table, Item={"PK": {"S": "USER#u2"}, "SK": {"S": "PARKED#L1"}, "E5": {"B": legacy_value(stuck)}}
+    )
+    client.put_item(
+        TableName=table,
+        Item={"PK": {"S": "USER#u1"}, "SK": {"S": "PARKED#L2"}, "E7": {"B": b"cr" + (1).to_bytes(4, "big")}},
+    )
+    client.put_item(TableName=table, Item={"PK": {"S": "USER#u1"}, "SK": {"S": "CHUNK#PARKED#L2#7#0"}, "d": {"B": big}})
+
+    with pytest.raises(StoreError, match=r"layout 1, older than this version .*run `user-limits init"):
+        DynamoDBStore(dynamodb_store_url)
+    cut_short = DynamoDBStore(dynamodb_store_url, check_layout=False)
+    requests = Requests(cut_short)
+    with monkeypatch.context() as patch:
+        patch.setattr(dynamodb_store, "TRANSACTION_ACTIONS", 2)  # one action a transaction
+        requests.fail("TransactWriteItems", 3)
+        with pytest.raises(CommitError):
+            cut_short.migrate()
+    requests.close()
+    cut_short.close()
+    assert len(store.parked_events()) == 1  # one limit's events moved, the other's not yet
+    assert "moved" in initialize(dynamodb_store_url)  # goes on where it stopped
+    assert "moved" not in initialize(dynamodb_store_url)
+
+    migrated = DynamoDBStore(dynamodb_store_url)
+    try:
+        assert [(event.key, event.position, event.data) for event in migrated.parked_events()] == [
+            ("L1", 5, stuck),
+            ("L2", 7, big),
+        ]
+        assert not [key for key in all_keys(migrated) if key[1].startswith(("PARKED#", "CHUNK#PARKED#"))]
+        process(migrated, records([created("L1", 1, user_id="u1"), created("L2", 2)], 10))
+        l1, l2 = migrated.user_limit("u1", "L1"), migrated.user_limit("u1", "L2")
+        assert l1 is not None and (str(l1.progress), l1.last_sequence_number) == ("7", 5)
+        assert l2 is not None and l2.last_sequence_number == 7
+        assert migrated.parked_events() == [] and export(migrated)[2]["userLimitId"] == "L3"
+    finally:
+        migrated.close()
+
+
+def test_a_table_of_a_newer_layout_says_to_upgrade(store: DynamoDBStore, dynamodb_store_url: str) -> None:
+    store._client.put_item(
+        TableName=store.table, Item={"PK": {"S": "META"}, "SK": {"S": "LAYOUT"}, "version": {"N": "99"}}
+    )
+    with pytest.raises(StoreError, match=r"layout 99, newer than this version of user-limits .*upgrade user-limits"):
+        DynamoDBStore(dynamodb_store_url)
+
+
+def test_dead_letters_of_layout_1_are_read_as_they_were(store: DynamoDBStore) -> None:
+    big = b"\xff" + os.urandom(40_000)  # layout 1 kept it in a chunk named by the dead letter's id
+    letter_id = f"arn|shard|{KINESIS_BASE}|0"
+    client, table = store._client, store.table
+    client.put_item(
+        TableName=table,
+        Item={
+            "PK": {"S": "DEADLETTER"},
+            "SK": {"S": letter_id},
+            "reason": {"S": "not UTF-8: invalid start byte at byte 0"},
+            "data": {"B": b"cr" + (1).to_bytes(4, "big")},
+            "storedAt": {"N": "1"},
+            "batchIndex": {"N": "0"},
+            "sequenceNumber": {"S": str(KINESIS_BASE)},
+            "partitionKey": {"S": "u1"},
+        },
+    )
+    client.put_item(
+        TableName=table, Item={"PK": {"S": "DEADLETTERCHUNK"}, "SK": {"S": f"{letter_id}#0"}, "d": {"B": big}}
+    )
+    [letter] = store.dead_letters()
+    assert (letter.reason, letter.data, letter.sequence_number, letter.partition_key) == (
+        "not UTF-8: invalid start byte at byte 0",
+        big,
+        str(KINESIS_BASE),
+        "u1",
+    )

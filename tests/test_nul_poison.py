@@ -56,3 +56,17 @@ def test_an_escaped_backslash_before_u0000_is_ordinary_text() -> None:
     data = _created("a\\u0000b", 1)
     event = UserLimitFamily().decode(data)
     assert event is not None and event.payload.user_limit_id == "a\\u0000b"
+
+
+def test_a_poison_record_whose_coordinates_hold_nul_is_dead_lettered_exactly(store: LimitStore) -> None:
+    # A Lambda event is JSON: its partitionKey (and any other field) may hold "\u0000", which no
+    # PostgreSQL text can: the dead letter keeps it exactly all the same, and the batch commits.
+    poison = StreamRecord(b"\xff poison", "4959", 0, "key\x00with nul", 1_700_000_000_000, "arn\x00", "shard\x00")
+    records = [StreamRecord(_created("ok-1", 1)), poison, StreamRecord(_created("ok-2", 3))]
+    result = BatchProcessor(UserLimitFamily(), store).process(records)
+    BatchProcessor(UserLimitFamily(), store).process([poison])  # re-delivered: kept once
+
+    assert result.error is None and result.first_failed is None
+    assert [limit.user_limit_id for limit in store.all_limits()] == ["ok-1", "ok-2"]
+    [letter] = store.dead_letters()
+    assert letter[1:] == tuple(poison)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import msgspec
 import psycopg
 import pytest
 
@@ -92,12 +93,50 @@ def test_init_applies_the_migrations_once(postgres_database: str, postgres_serve
     first = initialize(postgres_database)
     second = initialize(postgres_database)
 
-    assert "applied 0001_initial" in first
+    assert "applied 0001_initial, 0002_decimal_text" in first
     assert "up to date" in second
     assert PASSWORD not in first + second and "***" in first
     with psycopg.connect(postgres_database) as connection:
-        rows = connection.execute("SELECT version, name FROM schema_migrations").fetchall()
-    assert rows == [(1, "initial")]
+        rows = connection.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+    assert rows == [(1, "initial"), (2, "decimal_text")]
+
+
+def column_types(url: str) -> dict[str, str]:
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'user_limits' AND column_name IN ('value', 'progress')"
+        ).fetchall()
+    return dict(rows)
+
+
+def test_a_database_of_schema_1_is_migrated_to_decimal_text_keeping_its_rows(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema_1 = [migration for migration in postgres_store.migrations() if migration.version == 1]
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres_store, "migrations", lambda: schema_1)
+        initialize(postgres_database)
+    with psycopg.connect(postgres_database) as connection:  # a row as today's schema holds it
+        connection.execute(
+            "INSERT INTO user_limits VALUES ('L1', 'U1', 'B1', 'DEPOSIT', 'DAY', 'ACTIVE', 9800.00, 0.10, 'SEK', "
+            "1700000000000, NULL, NULL, 1700000000000, 1, 1700000000001)"
+        )
+    assert column_types(postgres_database) == {"value": "numeric", "progress": "numeric"}
+    with pytest.raises(StoreError, match="older than this version"):
+        PostgresStore(postgres_database)
+
+    assert "applied 0002_decimal_text" in initialize(postgres_database)
+    assert column_types(postgres_database) == {"value": "text", "progress": "text"}
+    store = PostgresStore(postgres_database)
+    try:
+        kept = store.user_limit("U1", "L1")
+        assert kept is not None and (str(kept.value), str(kept.progress)) == ("9800.00", "0.10")
+        store.apply_batch({"L1": "U1"}, writing(msgspec.structs.replace(limit(2, "-0"), value=Decimal("1E+5"))))
+        moved = store.user_limit("U1", "L1")
+        assert moved is not None and (str(moved.value), str(moved.progress)) == ("1E+5", "-0")
+    finally:
+        store.close()
 
 
 def test_two_concurrent_inits_are_safe(postgres_database: str) -> None:

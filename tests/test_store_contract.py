@@ -5,12 +5,15 @@ The ``store`` / ``store_url`` fixtures (tests/conftest.py) give a fresh, empty s
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import random
 from decimal import Decimal
 
 import pytest
 
 from tests.streams import (
+    BASE_TIME,
     KINESIS_BASE,
     SHARD,
     STREAM_ARN,
@@ -29,9 +32,11 @@ from user_limits.codec import UserLimitFamily
 from user_limits.domain.events import MAX_ID_LENGTH
 from user_limits.domain.model import UserLimit
 from user_limits.stores.base import LimitStore
+from user_limits.stores.memory_store import MemoryStore
+from user_limits.stores.text import REASON_LIMIT
 from user_limits.stream.batch import BatchProcessor
 from user_limits.stream.engine import decode_batch, project
-from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, Snapshot
+from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, Snapshot, StreamRecord
 
 
 def stats(store: LimitStore) -> dict[str, int]:
@@ -427,3 +432,128 @@ def test_records_as_large_as_kinesis_allows_are_parked_and_dead_lettered(store: 
     process(store, records([created("L1", 1)], 2))
     limit = store.user_limit("u1", "L1")
     assert limit is not None and str(limit.progress) == "1"
+
+
+# -- one read model, whatever the store
+
+
+def test_empty_ids_are_ids_like_any_other(store: LimitStore) -> None:
+    process(store, records([created("", 1, user_id=""), created("L1", 2, user_id=""), progress("", 3, "1", "0", "")]))
+    assert [(limit["userLimitId"], limit["userId"], limit["progress"]) for limit in export(store)] == [
+        ("", "", "1"),
+        ("L1", "", "0"),
+    ]
+    assert [limit.user_limit_id for limit in store.user_limits("")] == ["", "L1"]
+    mine = store.user_limit("", "")
+    assert mine is not None and mine.last_sequence_number == 3
+
+
+# The canonical text of an amount is str() of the Decimal it decodes to: the exponent form, the
+# sign of a zero and trailing zeros are kept as decoded, on every store.
+DECIMAL_TEXTS = ["1e5", "1E+5", "-0", "-0.00", "0E-7", "5E-8", "1.50", "12345678901234567890.12", "2.5e-3"]
+
+
+@pytest.mark.parametrize("text", DECIMAL_TEXTS)
+def test_a_decimal_keeps_the_text_of_its_decoded_value(store: LimitStore, text: str) -> None:
+    process(store, records([created("L1", 1, value=text), created("L2", 2), progress("L2", 3, text, "-0")]))
+    memory = MemoryStore()
+    process(memory, records([created("L1", 1, value=text), created("L2", 2), progress("L2", 3, text, "-0")]))
+    assert export(store)[0]["value"] == str(Decimal(text))
+    assert export(store) == export(memory)
+    assert [str(limit.progress) for limit in store.user_limits("u1")] == [
+        str(limit.progress) for limit in memory.user_limits("u1")
+    ]
+
+
+def test_an_orphan_carrying_another_user_id_is_applied_when_its_limit_is_created(store: LimitStore) -> None:
+    process(store, records([progress("L1", 5, "7", "0", user_id="u2")]))
+    process(store, records([created("L1", 1, user_id="u1")], 1))
+    limit = store.user_limit("u1", "L1")
+    assert limit is not None and (str(limit.progress), limit.last_sequence_number) == ("7", 5)
+    assert store.parked_events() == []
+    assert stats(store) == {"applied": 2, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 0}
+
+
+# -- whatever a record holds, it fits
+
+
+NASTY_TEXTS = ["a\x00b", "\x00", "\ud800x", "x\udfff", "\x1b", '\x1b"not json', "é😀\x00"]
+
+
+def test_any_text_in_a_dead_letter_round_trips_exactly(store: LimitStore) -> None:
+    # A Lambda event's fields are whatever JSON held: NUL, lone surrogates... none may fail the batch.
+    letters = [
+        StreamRecord(b"\xff" + bytes([n]), str(KINESIS_BASE + n), n, text, BASE_TIME, text + STREAM_ARN, text)
+        for n, text in enumerate(NASTY_TEXTS)
+    ]
+    batch = [*letters, StreamRecord(b"\xffno coordinates")]
+    process(store, batch)
+    process(store, batch)  # re-delivered: kept once
+    memory = MemoryStore()
+    process(memory, batch)
+    assert sorted(store.dead_letters()) == sorted(memory.dead_letters())
+    assert sorted(
+        (letter.partition_key, letter.shard_id) for letter in store.dead_letters() if letter.shard_id
+    ) == sorted((text, text) for text in NASTY_TEXTS)
+    assert stats(store)["deadLettered"] == len(batch)
+
+
+def test_checkpoints_of_any_shard_text_round_trip(store: LimitStore) -> None:
+    for n, text in enumerate(NASTY_TEXTS):
+        marker = Checkpoint(text, text + SHARD, str(KINESIS_BASE + n), n)
+        process(store, records([noise(1)], None), marker)
+        assert store.checkpoint(text, text + SHARD) == marker
+
+
+def test_a_reason_quoting_a_huge_value_is_kept_bounded(store: LimitStore) -> None:
+    huge = created("L1", 1, type_="x" * 450_000)  # the decoder's reason quotes the bad value
+    process(store, records([huge, created("L2", 2)]))
+    [letter] = store.dead_letters()
+    assert letter.data == encode(huge)
+    assert len(letter.reason) <= REASON_LIMIT
+    assert letter.reason.startswith("invalid USER_LIMIT_CREATED payload") and "characters left out" in letter.reason
+    memory = MemoryStore()
+    process(memory, records([huge]))
+    assert [letter.reason for letter in memory.dead_letters()] == [letter.reason]  # the same on every store
+    assert [limit.user_limit_id for limit in store.all_limits()] == ["L2"]
+
+
+@pytest.mark.parametrize("brand", ["b" * 450_000, base64.b64encode(random.Random(7).randbytes(340_000)).decode()])
+def test_a_created_with_a_huge_brand_is_applied_and_read_back_exactly(store: LimitStore, brand: str) -> None:
+    process(store, records([created("L1", 1, brandId=brand), progress("L1", 2, "3", "0", brandId="b")]))
+    process(store, records([progress("L1", 3, "4", "3")], 2))
+    [limit] = store.user_limits("u1")
+    assert (limit.brand_id, str(limit.progress)) == (brand, "7")
+    assert store.user_limit("u1", "L1") == limit == only(store)
+    # Created again for another user: it moves, big fields and all.
+    process(store, records([created("L1", 4, user_id="u2", brandId=brand[::-1], currencyCode=brand)], 3))
+    assert store.user_limits("u1") == []
+    moved = store.user_limit("u2", "L1")
+    assert moved is not None and (moved.brand_id, moved.currency_code) == (brand[::-1], brand)
+
+
+# -- hundreds of events parked for one limit
+
+
+@pytest.mark.parametrize("count", [160, 500, 1000])
+@pytest.mark.parametrize("arrival", ["one batch", "across batches", "with the creation"])
+def test_hundreds_of_events_parked_for_one_limit_drain_on_its_creation(
+    store: LimitStore, count: int, arrival: str
+) -> None:
+    orphans = records([progress("L1", n + 2, "1", str(n)) for n in range(count)])
+    creation = record(created("L1", 1), count)
+    if arrival == "one batch":
+        process(store, orphans)
+        process(store, [creation])
+    elif arrival == "across batches":
+        for start in range(0, count, 150):
+            process(store, orphans[start : start + 150])
+        assert stats(store)["parked"] == count
+        process(store, [creation])
+    else:  # all in one batch of up to 1,000 records
+        process(store, [*orphans[: count - 1], creation])
+        process(store, orphans[count - 1 :])
+    limit = store.user_limit("u1", "L1")
+    assert limit is not None and (str(limit.progress), limit.last_sequence_number) == (str(count), count + 1)
+    assert store.parked_events() == []
+    assert stats(store) == {"applied": count + 1, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 0}

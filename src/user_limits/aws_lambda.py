@@ -76,9 +76,15 @@ def _report(records: list[StreamRecord], result: BatchResult, failures: list[dic
         "durationMs": round(seconds * 1000, 3),
     }
     if result.error is not None:
+        # The counts are what the store committed: all of the batch, part of it, or nothing.
         line["failedItem"] = failures[0]["itemIdentifier"] if failures else None
         line["error"] = f"{type(result.error).__name__}: {result.error}"
-        logger.error("batch not committed", extra=line)
+        if not failures:
+            logger.warning("batch committed, a later write failed", extra=line)
+        elif result.first_failed or any(result.counts.as_json().values()):
+            logger.error("batch partly committed", extra=line)
+        else:
+            logger.error("batch not committed", extra=line)
     else:
         logger.info("batch", extra=line)
     for name, value in counts.items():

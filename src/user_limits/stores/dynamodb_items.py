@@ -1,4 +1,4 @@
-"""The DynamoDB store's item layout: keys, attribute encodings, packing of large record bytes.
+"""The DynamoDB store's item layout: keys, attribute encodings, packing of large values.
 
 Pure functions (no client, no I/O) shared by the store and its tests; the layout itself is
 described in :mod:`user_limits.stores.dynamodb_store`.
@@ -6,10 +6,13 @@ described in :mod:`user_limits.stores.dynamodb_store`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 from user_limits.domain.events import LimitPeriod, LimitStatus, LimitType
 from user_limits.domain.model import UserLimit
 from user_limits.stores.base import StoreError
+from user_limits.stores.text import bounded_reason, is_plain, storable, unstored
 from user_limits.stream.records import Checkpoint, DeadLetter
 
 if TYPE_CHECKING:
@@ -24,16 +28,38 @@ if TYPE_CHECKING:
 
     Item = dict[str, AttributeValueTypeDef]
 
-USER, LIMIT, PARKED = "USER#", "LIMIT#", "PARKED#"
+USER, LIMIT = "USER#", "LIMIT#"
 DEAD_LETTERS, META, CHECKPOINTS = "DEADLETTER", "META", "CHECKPOINT"
-COUNTERS, AS_OF = "COUNTERS#", "ASOF"
+COUNTERS, AS_OF, LAYOUT = "COUNTERS#", "ASOF", "LAYOUT"
 OWNER = "OWNER#"  # OWNER#<userLimitId>, OWNER: which user's partition holds the limit
+PARKED = "PARKED#"  # PARKED#<userLimitId>, PARKED: the events waiting for that limit, whoever's they are
+PARKED_SK = "PARKED"
 CHUNKS, DEAD_LETTER_CHUNKS = "CHUNK#", "DEADLETTERCHUNK"
 COUNTER_SHARDS = 8
-PARKED_PREFIX = "E"  # attribute E<position> of a PARKED# item
-# Record bytes kept in their item; beyond, in chunk items of CHUNK bytes (see the module's docstring).
+PARKED_PREFIX = "E"  # attribute E<position> of a parked item
+# The table's layout version, in META/LAYOUT. 1 (no LAYOUT item) kept parked events under
+# USER#<userId of the event>, PARKED#<userLimitId>: a limit created for another user never found
+# them. ``user-limits init`` moves them (see dynamodb_store.migrate).
+LAYOUT_VERSION = 2
+LEGACY_PARKED_PREFIX = "PARKED#"  # layout 1: the sort key of USER#<userId>, PARKED#<userLimitId>
+LEGACY_PARKED_CHUNKS = "CHUNK#PARKED#"  # layout 1: CHUNK#PARKED#<userLimitId>#<position>#<n>
+
+# Values kept in their item up to INLINE bytes; beyond, in chunk items of CHUNK bytes, named by
+# the digest of what they hold, so that writing them before the item that points to them (when
+# they do not fit in its transaction) can never change what a stored item points to.
 INLINE = 32_000
 CHUNK = 300_000
+# A DynamoDB item holds 400 KB (409,600 bytes). A parked item holds its events inline up to
+# PARKED_INLINE bytes, then only the pointers to their chunks, up to PARKED_ITEM bytes: room for
+# thousands of events for one limit. Beyond, a store-level dead letter (see dynamodb_store).
+PARKED_INLINE = 200_000
+PARKED_ITEM = 380_000
+# A limit's brandId and currencyCode (free text, up to a Kinesis record of 1 MiB) beyond this many
+# bytes go packed into its ``texts`` attribute; so do a dead letter's coordinates.
+TEXTS_INLINE = 16_000
+# A sort key holds 1,024 bytes: longer ones (a dead letter's id, a checkpoint's stream and shard)
+# are replaced by a digest.
+KEY_BYTES = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +69,18 @@ class Location:
     endpoint: str | None
 
 
+# What botocore accepts as a region name (a DNS label); anything else it refuses when the client is made.
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+
+
 def parse_url(url: str) -> Location:
-    """``dynamodb://TABLE?region=REGION&endpoint=URL``; the region falls back to AWS_REGION."""
-    parts = urlsplit(url)
+    """``dynamodb://TABLE?region=REGION&endpoint=URL``; the region falls back to AWS_REGION.
+
+    Everything is checked here, so that a bad URL is one line for the user before any request."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # e.g. an unclosed IPv6 bracket
+        raise StoreError(f"bad DynamoDB store URL {url!r}: {error}") from None
     table = parts.netloc
     if parts.scheme != "dynamodb" or not table:
         raise StoreError(f"bad DynamoDB store URL {url!r}: use dynamodb://TABLE?region=REGION[&endpoint=URL]")
@@ -59,8 +94,28 @@ def parse_url(url: str) -> Location:
     )
     if not region:
         raise StoreError(f"no AWS region for {url}: add ?region=REGION to the URL or set AWS_REGION")
+    if not _REGION.fullmatch(region):
+        raise StoreError(f"bad AWS region {region!r} for {url}: letters, digits and '-', such as eu-west-1")
     endpoint = next(iter(query.get("endpoint", [])), None) or None
+    if endpoint is not None:
+        _check_endpoint(endpoint, url)
     return Location(table, region, endpoint)
+
+
+def _check_endpoint(endpoint: str, url: str) -> None:
+    problem = None
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError as error:
+        problem = str(error)
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+    if problem is not None:
+        raise StoreError(f"bad DynamoDB endpoint {endpoint!r} in {url}: {problem}")
 
 
 def text_attr(value: str) -> AttributeValueTypeDef:
@@ -75,29 +130,125 @@ def item_key(pk: str, sk: str) -> Item:
     return {"PK": {"S": pk}, "SK": {"S": sk}}
 
 
-def limit_item(limit: UserLimit) -> Item:
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()[:16]
+
+
+def key_text(text: str) -> str:
+    """Text as a key can hold it: exact when short and plain, else a digest of it."""
+    if is_plain(text) and len(text.encode()) <= KEY_BYTES:
+        return text
+    return "sha256:" + _digest(text.encode("utf-8", "surrogatepass")).hex()
+
+
+# -- packed values
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """The stored form of bytes: ``value``, kept in the item, and ``chunks``, kept apart.
+
+    The value's first byte says the form: ``r`` raw, ``z`` zlib, ``h`` in chunks (then the form of
+    the joined chunks, their count and the digest naming them); ``c``, chunks named by their
+    item alone, is what layout 1 wrote and is still read."""
+
+    value: bytes
+    chunks: list[bytes] = field(default_factory=list)
+
+    @property
+    def digest(self) -> str:
+        return chunk_digest(self.value)
+
+
+def pack(data: bytes, inline: int = INLINE) -> Packed:
+    body, form = data, b"r"
+    if len(data) > 512:
+        compressed = zlib.compress(data, 6)
+        if len(compressed) < len(data):
+            body, form = compressed, b"z"
+    if len(body) <= inline:
+        return Packed(form + body)
+    chunks = [body[start : start + CHUNK] for start in range(0, len(body), CHUNK)]
+    return Packed(b"h" + form + len(chunks).to_bytes(4, "big") + _digest(body), chunks)
+
+
+def chunk_count(value: bytes) -> int:
+    return int.from_bytes(value[2:6], "big") if value[:1] in (b"c", b"h") else 0
+
+
+def chunk_digest(value: bytes) -> str:
+    """The name of a value's chunks ('' for a value in one piece or of layout 1)."""
+    return value[6:22].hex() if value[:1] == b"h" else ""
+
+
+def unpack(value: bytes, chunks: Sequence[bytes] = ()) -> bytes:
+    form, body = (value[1:2], b"".join(chunks)) if value[:1] in (b"c", b"h") else (value[:1], value[1:])
+    return zlib.decompress(body) if form == b"z" else body
+
+
+def pack_texts(texts: Sequence[str | None]) -> Packed:
+    """Several texts as one packed value: JSON keeps any str exactly (ASCII, escapes included)."""
+    return pack(json.dumps(list(texts)).encode())
+
+
+def unpack_texts(value: bytes, chunks: Sequence[bytes] = ()) -> list[Any]:
+    texts: list[Any] = json.loads(unpack(value, chunks))
+    return texts
+
+
+def texts_size(texts: Sequence[str | None]) -> int:
+    """At least the UTF-8 size of the texts; exact only when that matters (a big one)."""
+    size = sum(len(text) for text in texts if text is not None)
+    if size * 4 <= TEXTS_INLINE:
+        return size
+    return sum(len(text.encode("utf-8", "surrogatepass")) for text in texts if text is not None)
+
+
+# -- limits
+
+
+def limit_chunk_keys(user_id: str, key: str, value: bytes) -> list[Item]:
+    """The chunk items of a limit's packed texts ``value``, in the user's partition."""
+    digest = chunk_digest(value)
+    return [item_key(USER + user_id, f"{CHUNKS}{LIMIT}{key}#{digest}#{n}") for n in range(chunk_count(value))]
+
+
+def limit_item(limit: UserLimit) -> tuple[Item, Packed | None]:
+    """The limit's item, and its packed brandId and currencyCode when they are too big for it."""
     item: Item = {
         "PK": text_attr(USER + limit.user_id),
         "SK": text_attr(LIMIT + limit.user_limit_id),
         "userLimitId": text_attr(limit.user_limit_id),
         "userId": text_attr(limit.user_id),
-        "brandId": text_attr(limit.brand_id),
         "type": text_attr(limit.type),
         "period": text_attr(limit.period),
         "status": text_attr(limit.status),
         "value": text_attr(str(limit.value)),
         "progress": text_attr(str(limit.progress)),
-        "currencyCode": text_attr(limit.currency_code),
         "activeFrom": number_attr(limit.active_from),
         "createdAt": number_attr(limit.created_at),
         "lastSequenceNumber": number_attr(limit.last_sequence_number),
         "updatedAt": number_attr(limit.updated_at),
     }
+    packed = None
+    brand, currency = limit.brand_id, limit.currency_code
+    if 4 * (len(brand) + len(currency)) <= TEXTS_INLINE or texts_size((brand, currency)) <= TEXTS_INLINE:
+        item["brandId"] = text_attr(limit.brand_id)
+        item["currencyCode"] = text_attr(limit.currency_code)
+    else:
+        packed = pack_texts((limit.brand_id, limit.currency_code))
+        item["texts"] = {"B": packed.value}
     if limit.active_until is not None:
         item["activeUntil"] = number_attr(limit.active_until)
     if limit.next_reset_time is not None:
         item["nextResetTime"] = number_attr(limit.next_reset_time)
-    return item
+    return item, packed
+
+
+def limit_texts_value(item: Mapping[str, Any]) -> bytes | None:
+    """The packed brandId and currencyCode of a limit item, if they are packed."""
+    value = item.get("texts")
+    return None if value is None else bytes(value["B"])
 
 
 def optional_int(item: Mapping[str, Any], name: str) -> int | None:
@@ -105,17 +256,22 @@ def optional_int(item: Mapping[str, Any], name: str) -> int | None:
     return None if value is None or "N" not in value else int(value["N"])
 
 
-def item_limit(item: Mapping[str, Any]) -> UserLimit:
+def item_limit(item: Mapping[str, Any], chunks: Sequence[bytes] = ()) -> UserLimit:
+    texts = limit_texts_value(item)
+    if texts is None:
+        brand, currency = item["brandId"]["S"], item["currencyCode"]["S"]
+    else:
+        brand, currency = unpack_texts(texts, chunks)
     return UserLimit(
         user_limit_id=item["userLimitId"]["S"],
         user_id=item["userId"]["S"],
-        brand_id=item["brandId"]["S"],
+        brand_id=brand,
         type=cast(LimitType, item["type"]["S"]),
         period=cast(LimitPeriod, item["period"]["S"]),
         status=cast(LimitStatus, item["status"]["S"]),
         value=Decimal(item["value"]["S"]),
         progress=Decimal(item["progress"]["S"]),
-        currency_code=item["currencyCode"]["S"],
+        currency_code=currency,
         active_from=int(item["activeFrom"]["N"]),
         active_until=optional_int(item, "activeUntil"),
         next_reset_time=optional_int(item, "nextResetTime"),
@@ -125,78 +281,117 @@ def item_limit(item: Mapping[str, Any]) -> UserLimit:
     )
 
 
-def pack(data: bytes) -> tuple[bytes, list[bytes]]:
-    """The stored form of record bytes: the value kept in its item, and the chunks kept apart.
-
-    The value's first byte says the form: ``r`` raw, ``z`` zlib, ``c`` chunked (then the form of
-    the joined chunks and their count)."""
-    body, form = data, b"r"
-    if len(data) > 512:
-        compressed = zlib.compress(data, 6)
-        if len(compressed) < len(data):
-            body, form = compressed, b"z"
-    if len(body) <= INLINE:
-        return form + body, []
-    chunks = [body[start : start + CHUNK] for start in range(0, len(body), CHUNK)]
-    return b"c" + form + len(chunks).to_bytes(4, "big"), chunks
+# -- parked events
 
 
-def chunk_count(value: bytes) -> int:
-    return int.from_bytes(value[2:6], "big") if value[:1] == b"c" else 0
+def parked_key(key: str) -> Item:
+    return item_key(PARKED + key, PARKED_SK)
 
 
-def unpack(value: bytes, chunks: Sequence[bytes] = ()) -> bytes:
-    form, body = (value[1:2], b"".join(chunks)) if value[:1] == b"c" else (value[:1], value[1:])
-    return zlib.decompress(body) if form == b"z" else body
+def parked_chunk_keys(key: str, position: int, value: bytes) -> list[Item]:
+    """The chunk items of the stored ``value`` of the event parked at ``position`` for limit ``key``."""
+    digest = chunk_digest(value)
+    return [item_key(PARKED + key, f"{CHUNKS}{position}#{digest}#{n}") for n in range(chunk_count(value))]
 
 
-def parked_chunk_key(user_id: str, key: str, position: int, n: int) -> Item:
-    return item_key(USER + user_id, f"{CHUNKS}{PARKED}{key}#{position}#{n}")
+def legacy_parked_chunk_keys(user_id: str, key: str, position: int, value: bytes) -> list[Item]:
+    """Layout 1: USER#<userId>, CHUNK#PARKED#<userLimitId>#<position>#<n>."""
+    sk = f"{LEGACY_PARKED_CHUNKS}{key}#{position}#"
+    return [item_key(USER + user_id, f"{sk}{n}") for n in range(chunk_count(value))]
 
 
-def dead_letter_chunk_key(letter_id: str, n: int) -> Item:
-    return item_key(DEAD_LETTER_CHUNKS, f"{letter_id}#{n}")
+def parked_values(item: Mapping[str, Any]) -> dict[int, bytes]:
+    """The stored value of each event of a parked item, by position."""
+    return {
+        int(name[1:]): bytes(value["B"])
+        for name, value in item.items()
+        if name.startswith(PARKED_PREFIX) and name[1:].isdigit()
+    }
 
 
-def dead_letter_item(letter: DeadLetter, index: int, stored_at: int, value: bytes) -> Item:
+def parked_size(values: Mapping[int, bytes]) -> int:
+    """About the size of a parked item holding these values (names included)."""
+    return 100 + sum(len(value) + 24 for value in values.values())
+
+
+# -- dead letters
+
+
+def dead_letter_sk(letter: DeadLetter) -> str:
+    return key_text(letter.id)
+
+
+def dead_letter_chunk_keys(value: bytes, sk: str) -> list[Item]:
+    """The chunk items of a dead letter's packed ``value``; layout 1 named them by its sort key."""
+    name = chunk_digest(value) or sk
+    return [item_key(DEAD_LETTER_CHUNKS, f"{name}#{n}") for n in range(chunk_count(value))]
+
+
+_LETTER_TEXTS = ("reason", "sequenceNumber", "partitionKey", "streamArn", "shardId")
+
+
+def dead_letter_item(letter: DeadLetter, index: int, stored_at: int, data: Packed) -> tuple[Item, Packed | None]:
+    """The dead letter's item (its reason bounded, its texts storable), and its packed texts when
+    they are too big for it (coordinates of any size come from a Lambda event AWS never sent)."""
     item: Item = {
         "PK": text_attr(DEAD_LETTERS),
-        "SK": text_attr(letter.id),
-        "reason": text_attr(letter.reason),
-        "data": {"B": value},
+        "SK": text_attr(dead_letter_sk(letter)),
+        "data": {"B": data.value},
         # The order dead letters are listed in: when stored, then where in their batch.
         "storedAt": number_attr(stored_at),
         "batchIndex": number_attr(index),
     }
-    for name, text in (
-        ("sequenceNumber", letter.sequence_number),
-        ("partitionKey", letter.partition_key),
-        ("streamArn", letter.stream_arn),
-        ("shardId", letter.shard_id),
-    ):
-        if text is not None:
-            item[name] = text_attr(text)
+    texts = (
+        bounded_reason(letter.reason),
+        letter.sequence_number,
+        letter.partition_key,
+        letter.stream_arn,
+        letter.shard_id,
+    )
+    packed = None
+    if texts_size(texts) <= TEXTS_INLINE:
+        for name, text in zip(_LETTER_TEXTS, texts, strict=True):
+            if text is not None:
+                item[name] = text_attr(storable(text))
+    else:
+        packed = pack_texts(texts)
+        item["texts"] = {"B": packed.value}
     for name, number in (("subSequenceNumber", letter.sub_sequence_number), ("arrivalMs", letter.arrival_ms)):
         if number is not None:
             item[name] = number_attr(number)
-    return item
+    return item, packed
 
 
-def item_dead_letter(item: Mapping[str, Any], data: bytes) -> DeadLetter:
-    def text(name: str) -> str | None:
-        value = item.get(name)
-        return None if value is None else str(value["S"])
+def item_dead_letter(item: Mapping[str, Any], data: bytes, text_chunks: Sequence[bytes] = ()) -> DeadLetter:
+    packed = item.get("texts")
+    if packed is not None:
+        reason, sequence_number, partition_key, stream_arn, shard_id = unpack_texts(bytes(packed["B"]), text_chunks)
+    else:
 
+        def text(name: str) -> str | None:
+            value = item.get(name)
+            return None if value is None else unstored(str(value["S"]))
+
+        reason = text("reason") or ""
+        sequence_number, partition_key = text("sequenceNumber"), text("partitionKey")
+        stream_arn, shard_id = text("streamArn"), text("shardId")
     return DeadLetter(
-        item["reason"]["S"],
+        reason,
         data,
-        text("sequenceNumber"),
+        sequence_number,
         optional_int(item, "subSequenceNumber"),
-        text("partitionKey"),
+        partition_key,
         optional_int(item, "arrivalMs"),
-        text("streamArn"),
-        text("shardId"),
+        stream_arn,
+        shard_id,
     )
+
+
+# -- checkpoints
+
+
+def checkpoint_sk(stream: str, shard_id: str) -> str:
+    return key_text(f"{storable(stream)}|{storable(shard_id)}")
 
 
 def checkpoint_order(checkpoint: Checkpoint) -> str:

@@ -3,37 +3,44 @@
 Items (``PK``, ``SK``, both strings):
 
 - ``USER#<userId>``, ``LIMIT#<userLimitId>``: a limit. A user's limits are one Query. ``value`` and
-  ``progress`` are strings: a DynamoDB number would turn ``"9800.00"`` into ``9800``.
-- ``USER#<userId>``, ``PARKED#<userLimitId>``: the events parked for that limit, one attribute
-  ``E<position>`` (bytes) each, so a batch reads a limit and its parked events in one BatchGetItem.
+  ``progress`` are strings: a DynamoDB number would turn ``"9800.00"`` into ``9800``. A brandId and
+  currencyCode too big for the item (free text, up to a 1 MiB record) are packed in ``texts``.
+- ``PARKED#<userLimitId>``, ``PARKED``: the events parked for that limit, whichever userId they
+  carry, one attribute ``E<position>`` (bytes) each, and a version ``v``; a batch reads a limit and
+  its parked events in one BatchGetItem.
 - ``OWNER#<userLimitId>``, ``OWNER``: the user whose partition holds the limit. Read only for
   limits not found in the partition of the batch's events (new limits, orphans), so that a limit
   created again for another user moves to that user's partition.
-- ``DEADLETTER``, ``<DeadLetter.id>``: a dead letter, put only if absent (kept once).
-- Record bytes (parked events, dead letters) are zlib-compressed when that helps; beyond 32 KB
-  they go to chunk items (``USER#<userId>``, ``CHUNK#PARKED#…`` and ``DEADLETTERCHUNK``), written
-  and deleted in the same transaction: an item holds 400 KB, a Kinesis record up to 1 MiB.
+- ``DEADLETTER``, ``<DeadLetter.id>``: a dead letter, put only if absent (kept once). Its reason is
+  bounded; its texts are stored so that any str comes back exactly (:mod:`stores.text`); an id too
+  long for a sort key is replaced by its digest.
+- Bytes too big for their item (records of up to 1 MiB, big texts) are zlib-compressed and, beyond
+  32 KB, kept in chunk items named by their digest (``CHUNK#…`` next to their item, and
+  ``DEADLETTERCHUNK``): an item holds 400 KB.
 - ``META``, ``COUNTERS#<n>``: applied/skipped/ignored, spread over a few items (fewer transaction
   conflicts between shards) and summed on read. ``META``, ``ASOF``: the newest event time applied.
+  ``META``, ``LAYOUT``: the layout version (:func:`migrate`).
 - ``CHECKPOINT``, ``<stream>|<shardId>``: a shard's checkpoint, with a zero-padded ``orderKey``.
 
 A batch is read with BatchGetItem (100 keys a request, consistent reads) and written with
-TransactWriteItems (up to 100 actions each, a ClientRequestToken so botocore's retries are
-idempotent). Each touched limit is one unit: its Put (or, when only its parked events change, a
-ConditionCheck) is conditional on the limit being as the snapshot had it (``attribute_not_exists``
-or ``lastSequenceNumber = :expected``), so no writer moves a limit backwards or applies an event
-twice. When another writer got there first, that unit is dropped from the transaction, the rest
-is retried, and the dropped limits are read again and the batch projected again for them (the
-projection is pure), so concurrent writers of one stream end as one serial writer would, counters
-included.
+TransactWriteItems (up to 100 actions and 4 MB each, a ClientRequestToken so botocore's retries
+are idempotent); :mod:`dynamodb_writes` cuts the outcome into steps that keep within those limits
+and the expression limits. Each touched limit is one unit: its Put (or, when only its parked
+events change, a ConditionCheck) is conditional on the limit being as the snapshot had it
+(``attribute_not_exists`` or ``lastSequenceNumber = :expected``), and so is the one write of its
+parked item (on its version), so no writer moves a limit backwards or applies an event twice.
+When another writer got there first, that unit is dropped from the transaction, the rest is
+retried, and the dropped limits are read again and the batch projected again for them (the
+projection is pure), so concurrent writers of one stream end as one serial writer would,
+counters included.
 
 There is no transaction over a whole batch, so a failure part-way raises :class:`CommitError` with
-the first record whose effect is not committed (units are committed in record order); re-delivering
-from there is harmless, the stored positions skip what is already applied. Under failures and
-retries:
+the first record whose effect is not committed (units are committed in record order) and the
+counts that were committed; re-delivering from there is harmless, the stored positions skip what
+is already applied. Under failures and retries:
 
 - ``applied`` is exact: each transaction ADDs the applied events of exactly the units it commits.
-- parked events (``E<position>`` set or removed), dead letters (put if absent), the checkpoint and
+- parked events, dead letters (put if absent), chunks (named by their digest), the checkpoint and
   ``asOf`` (conditional maximums) are idempotent; the checkpoint is written last.
 - ``skipped`` and ``ignored`` are added by the batch's last transaction: exact when a batch commits
   in full; a batch that fails part-way adds none, and its re-delivered remainder counts its own
@@ -42,8 +49,8 @@ retries:
 
 Costs: about 2 keys read per touched limit (limit and parked item), 1 more per limit not found
 (owner entry), one transaction per ~99 touched limits, one conditional UpdateItem (``asOf``) per
-batch. ``stats``, ``all_limits``
-and ``parked_events`` Scan the table (CLI use); the read API uses one Query and one GetItem.
+batch. ``stats``, ``all_limits`` and ``parked_events`` Scan the table (CLI use); the read API uses
+one Query and one GetItem.
 """
 
 from __future__ import annotations
@@ -67,29 +74,35 @@ from user_limits.stores.dynamodb_items import (
     COUNTER_SHARDS,
     COUNTERS,
     DEAD_LETTERS,
+    LAYOUT,
+    LAYOUT_VERSION,
+    LEGACY_PARKED_PREFIX,
     LIMIT,
     META,
     OWNER,
     PARKED,
-    PARKED_PREFIX,
+    PARKED_SK,
     USER,
     Location,
     checkpoint_order,
-    chunk_count,
-    dead_letter_chunk_key,
-    dead_letter_item,
+    checkpoint_sk,
+    dead_letter_chunk_keys,
     item_dead_letter,
     item_key,
     item_limit,
-    limit_item,
+    legacy_parked_chunk_keys,
+    limit_chunk_keys,
+    limit_texts_value,
     number_attr,
     optional_int,
-    pack,
-    parked_chunk_key,
+    parked_chunk_keys,
+    parked_key,
+    parked_values,
     parse_url,
     text_attr,
     unpack,
 )
+from user_limits.stores.dynamodb_writes import VERSION, Placement, Step, Stored, Unit, Writes, fit, transactions
 from user_limits.stream.records import (
     Checkpoint,
     CommitError,
@@ -102,10 +115,7 @@ from user_limits.stream.records import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import (
-        AttributeValueTypeDef,
-        TransactWriteItemTypeDef,
-    )
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
 
     Item = dict[str, AttributeValueTypeDef]
     Action = TransactWriteItemTypeDef
@@ -113,7 +123,7 @@ if TYPE_CHECKING:
 
 BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
 TRANSACTION_ACTIONS = 100  # DynamoDB's limit per TransactWriteItems
-TRANSACTION_BYTES = 3_500_000  # under the 4 MB request limit, with room for the expressions
+TRANSACTION_BYTES = 3_500_000  # under the 4 MB limit of a transaction's items, with room to spare
 RETRIES = 8  # our own retries of throttled/conflicting requests, on top of botocore's
 ROUNDS = 5  # reads and projections of a batch whose limits other writers keep changing
 
@@ -126,7 +136,10 @@ def _client(location: Location) -> DynamoDBClient:
         max_pool_connections=16,
     )
     session = boto3.session.Session()
-    return session.client("dynamodb", region_name=location.region, endpoint_url=location.endpoint, config=config)
+    try:
+        return session.client("dynamodb", region_name=location.region, endpoint_url=location.endpoint, config=config)
+    except (ValueError, BotoCoreError) as error:  # what parse_url let through and botocore refuses
+        raise StoreError(f"cannot use DynamoDB ({_where(location)}): {error}") from None
 
 
 def _where(location: Location) -> str:
@@ -157,7 +170,8 @@ def _describe(client: DynamoDBClient, location: Location, url: str) -> str:
 
 
 def initialize(url: str) -> str:
-    """Create the table (on-demand billing) if it does not exist and wait until it is active."""
+    """Create the table (on-demand billing) if it does not exist, wait until it is active, and bring
+    its layout up to date (:meth:`DynamoDBStore.migrate`)."""
     location = parse_url(url)
     client = _client(location)
     try:
@@ -182,26 +196,18 @@ def initialize(url: str) -> str:
         _describe(client, location, url)
     finally:
         client.close()
-    return f"{url}: {done}"
-
-
-# -- items
+    store = DynamoDBStore(url, check_layout=False)
+    try:
+        migrated = store.migrate()
+    except (ClientError, BotoCoreError, CommitError) as error:
+        cause = error.cause if isinstance(error, CommitError) else error
+        raise StoreError(f"cannot migrate DynamoDB table {location.table} (run init again): {cause}") from None
+    finally:
+        store.close()
+    return f"{url}: {done}" + (f"; {migrated}" if migrated else "")
 
 
 # -- the commit of one outcome
-
-
-@dataclass(slots=True)
-class _Unit:
-    """Actions committed together or not at all: one limit with its parked events, conditional on
-    the limit being as the snapshot had it; or a dead letter."""
-
-    index: int  # the first batch record whose effect the unit carries
-    actions: list[Action]
-    key: str | None = None  # the limit's id; None for a dead letter
-    applied: int = 0
-    updated_at: int | None = None
-    size: int = 0
 
 
 @dataclass(slots=True)
@@ -211,55 +217,75 @@ class _Progress:
     applied: int = 0
     skipped: int = 0
     ignored: int = 0
+    parked: int = 0
+    dead_lettered: int = 0
     newest: int | None = None
     committed_any: bool = False
 
-
-NEW_ITEM = "attribute_not_exists(PK)"
-
-
-def _expected(position: int) -> dict[str, Any]:
-    """The condition that a limit is still at the snapshot's ``position``."""
-    return {
-        "ConditionExpression": "lastSequenceNumber = :expected",
-        "ExpressionAttributeValues": {":expected": number_attr(position)},
-    }
+    def counts(self) -> Counts:
+        return Counts(self.applied, self.skipped, self.ignored, self.parked, self.dead_lettered)
 
 
 class DynamoDBStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, check_layout: bool = True) -> None:
         self.url = url
         self.location = parse_url(url)
         self.table = self.location.table
         self._client = _client(self.location)
+        self._writes = Writes(self.table)
         status = _describe(self._client, self.location, url)
         if status not in ("ACTIVE", "UPDATING"):
             raise StoreError(f"DynamoDB table {self.table} is {status}: wait until it is ACTIVE")
+        if check_layout:
+            self._check_layout()
+
+    def _layout(self) -> int:
+        item = self._get(item_key(META, LAYOUT))
+        return 1 if item is None else optional_int(item, "version") or 1
+
+    def _check_layout(self) -> None:
+        try:
+            layout = self._layout()
+        except (ClientError, BotoCoreError) as error:
+            raise StoreError(f"cannot open DynamoDB table {self.table}: {error}") from None
+        if layout < LAYOUT_VERSION:
+            raise StoreError(
+                f"DynamoDB table {self.table} has layout {layout}, older than this version of user-limits "
+                f"({LAYOUT_VERSION}): run `user-limits init --store {self.url}`"
+            )
+        if layout > LAYOUT_VERSION:
+            raise StoreError(
+                f"DynamoDB table {self.table} has layout {layout}, newer than this version of user-limits "
+                f"({LAYOUT_VERSION}): upgrade user-limits"
+            )
 
     # -- write side
 
     def apply_batch(
         self, keys: Mapping[str, str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
     ) -> Outcome[UserLimit]:
-        snapshot, homes = self._snapshot(keys)
+        snapshot, stored = self._snapshot(keys)
         outcome = project(snapshot)
+        placement = fit(outcome, stored)
         progress = _Progress()
         pending: set[str] | None = None  # the limits still to commit; None: the whole outcome
         for _ in range(ROUNDS):
-            conflicts = self._commit(keys, outcome, pending, progress, homes)
+            conflicts = self._commit(keys, outcome, pending, progress, stored, placement)
             if not conflicts:
                 break
             # Another writer changed these limits since they were read: read them again and
             # project the batch again (projection is pure; the other limits come out the same).
-            fresh, fresh_homes = self._snapshot({key: keys[key] for key in conflicts})
+            fresh, fresh_stored = self._snapshot({key: keys[key] for key in conflicts})
             for key in conflicts:
                 _replace(snapshot.states, key, fresh.states.get(key))
                 _replace(snapshot.parked, key, fresh.parked.get(key))
-                _replace(homes, key, fresh_homes.get(key))
+                _replace(stored, key, fresh_stored.get(key))
             outcome = project(snapshot)
+            placement = fit(outcome, stored)
             pending = set(conflicts)
         else:
-            raise CommitError(min(conflicts.values()), RuntimeError(f"limits changing under {ROUNDS} attempts"))
+            error = RuntimeError(f"limits changing under {ROUNDS} attempts")
+            raise CommitError(min(conflicts.values()), error, progress.counts())
         try:
             if progress.newest is not None:
                 self._conditional_max(item_key(META, AS_OF), "asOf", number_attr(progress.newest))
@@ -267,182 +293,92 @@ class DynamoDBStore:
                 self._store_checkpoint(outcome.checkpoint)
         except Exception as error:
             # Every record's effect is committed; the next batch moves these forward again.
-            raise CommitError(outcome.size, error) from error
+            raise CommitError(outcome.size, error, progress.counts()) from error
         return outcome
 
-    def _snapshot(self, keys: Mapping[str, str]) -> tuple[Snapshot[UserLimit], dict[str, str]]:
-        """The touched limits and their parked events, and the user whose partition holds each limit."""
+    def _snapshot(self, keys: Mapping[str, str]) -> tuple[Snapshot[UserLimit], dict[str, Stored]]:
+        """The touched limits and their parked events, and where their items are."""
         snapshot: Snapshot[UserLimit] = Snapshot()
-        homes: dict[str, str] = {}
         wanted: list[Item] = []
         for limit_id, user_id in keys.items():
             wanted.append(item_key(USER + user_id, LIMIT + limit_id))
-            wanted.append(item_key(USER + user_id, PARKED + limit_id))
-        parked_items = []
+            wanted.append(parked_key(limit_id))
+        limit_items: list[Mapping[str, Any]] = []
+        parked_items: list[Mapping[str, Any]] = []
         for item in self._batch_get(wanted):
-            if item["SK"]["S"].startswith(LIMIT):
-                self._found(snapshot, homes, item)
-            else:
-                parked_items.append(item)
-        snapshot.parked = {key: events for key, events in self._parked_of(parked_items).items() if events}
+            (limit_items if item["SK"]["S"].startswith(LIMIT) else parked_items).append(item)
         # A limit not in the partition of this batch's events may be in another user's: its creation
         # for another user moves it (the newer creation sets every field).
-        missing = [key for key in keys if key not in snapshot.states]
+        found = {item["SK"]["S"].removeprefix(LIMIT) for item in limit_items}
+        missing = [key for key in keys if key not in found]
         if missing:
             owners = self._batch_get([item_key(OWNER + key, OWNER) for key in missing])
             elsewhere = [(item["userId"]["S"], item["PK"]["S"].removeprefix(OWNER)) for item in owners]
-            wanted = [item_key(USER + user, LIMIT + key) for user, key in elsewhere if user != keys[key]]
-            for item in self._batch_get(wanted):
-                self._found(snapshot, homes, item)
-        return snapshot, homes
+            limit_items += self._batch_get([item_key(USER + u, LIMIT + k) for u, k in elsewhere if u != keys[k]])
+        stored: dict[str, Stored] = {}
+        limits, parked = self._read(limit_items, parked_items)
+        for item, limit in zip(limit_items, limits, strict=True):
+            snapshot.states[limit.user_limit_id] = limit
+            info = stored.setdefault(limit.user_limit_id, Stored())
+            info.home = item["PK"]["S"].removeprefix(USER)
+            info.texts = limit_texts_value(item)
+        for item in parked_items:
+            key = item["PK"]["S"].removeprefix(PARKED)
+            info = stored.setdefault(key, Stored())
+            info.parked = parked_values(item)
+            info.parked_version = optional_int(item, VERSION) or 0
+        snapshot.parked = {key: events for key, events in parked.items() if events}
+        return snapshot, stored
 
-    @staticmethod
-    def _found(snapshot: Snapshot[UserLimit], homes: dict[str, str], item: Mapping[str, Any]) -> None:
-        limit = item_limit(item)
-        snapshot.states[limit.user_limit_id] = limit
-        homes[limit.user_limit_id] = item["PK"]["S"].removeprefix(USER)
-
-    def _parked_of(self, items: Sequence[Mapping[str, Any]]) -> dict[str, list[ParkedEvent]]:
-        """The parked events of PARKED# items, their chunks read."""
-        found: list[tuple[str, str, int, bytes]] = []
-        for item in items:
-            user, key = item["PK"]["S"].removeprefix(USER), item["SK"]["S"].removeprefix(PARKED)
-            for name, value in item.items():
-                if name.startswith(PARKED_PREFIX) and name[1:].isdigit():
-                    found.append((user, key, int(name[1:]), bytes(value["B"])))
-        wanted = [parked_chunk_key(u, k, p, n) for u, k, p, v in found for n in range(chunk_count(v))]
+    def _read(
+        self, limit_items: Sequence[Mapping[str, Any]], parked_items: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[UserLimit], dict[str, list[ParkedEvent]]]:
+        """The limits and parked events of these items, their chunks read (one BatchGetItem for all)."""
+        wanted = [key for item in limit_items for key in _limit_chunks(item)]
+        found: list[tuple[str, int, bytes]] = []
+        for item in parked_items:
+            key = item["PK"]["S"].removeprefix(PARKED)
+            for position, value in parked_values(item).items():
+                found.append((key, position, value))
+                wanted += parked_chunk_keys(key, position, value)
         chunks = self._chunks(wanted)
+        limits = []
+        for item in limit_items:
+            limits.append(item_limit(item, [chunks[_pk_sk(key)] for key in _limit_chunks(item)]))
         parked: dict[str, list[ParkedEvent]] = {}
-        for user, key, position, value in found:
-            parts = [chunks[parked_chunk_key(user, key, position, n)["SK"]["S"]] for n in range(chunk_count(value))]
+        for key, position, value in found:
+            parts = [chunks[_pk_sk(chunk)] for chunk in parked_chunk_keys(key, position, value)]
             parked.setdefault(key, []).append(ParkedEvent(key, position, unpack(value, parts)))
         for events in parked.values():
             events.sort()
-        return parked
+        return limits, parked
 
-    def _chunks(self, keys: Sequence[Item]) -> dict[str, bytes]:
-        """Chunk items by sort key; a missing one is an error (chunks are written with their item)."""
-        chunks = {item["SK"]["S"]: bytes(item["d"]["B"]) for item in self._batch_get(keys)}
-        if len(chunks) < len(keys):
-            raise StoreError(f"DynamoDB table {self.table}: {len(keys) - len(chunks)} chunks of stored records missing")
+    def _chunks(self, keys: Sequence[Item]) -> dict[tuple[str, str], bytes]:
+        """Chunk items by key; a missing one is an error (chunks are written before their item)."""
+        chunks = {(item["PK"]["S"], item["SK"]["S"]): bytes(item["d"]["B"]) for item in self._batch_get(keys)}
+        if len(chunks) < len({_pk_sk(key) for key in keys}):
+            raise StoreError(f"DynamoDB table {self.table}: {len(keys) - len(chunks)} chunks of stored values missing")
         return chunks
 
     def _batch_get(self, keys: Sequence[Item]) -> list[Mapping[str, Any]]:
         items: list[Mapping[str, Any]] = []
-        for start in range(0, len(keys), BATCH_GET_KEYS):
-            pending: Any = {self.table: {"Keys": keys[start : start + BATCH_GET_KEYS], "ConsistentRead": True}}
+        unique = list({_pk_sk(key): key for key in keys}.values())  # BatchGetItem refuses a key asked twice
+        for start in range(0, len(unique), BATCH_GET_KEYS):
+            pending: Any = {self.table: {"Keys": unique[start : start + BATCH_GET_KEYS], "ConsistentRead": True}}
             attempt = 0
             while pending:
                 response = self._client.batch_get_item(RequestItems=pending)
-                items.extend(response.get("Responses", {}).get(self.table, []))
+                got = response.get("Responses", {}).get(self.table, [])
+                items.extend(got)
                 pending = response.get("UnprocessedKeys") or None
                 if pending:
-                    attempt += 1
+                    # Partial answers (16 MB a response) make progress; only answers without any count.
+                    attempt = 0 if got else attempt + 1
                     if attempt > RETRIES:
                         raise StoreError(f"DynamoDB table {self.table}: reads still throttled after {RETRIES} retries")
-                    _backoff(attempt)
+                    if attempt:
+                        _backoff(attempt)
         return items
-
-    def _units(
-        self, keys: Mapping[str, str], outcome: Outcome[UserLimit], pending: set[str] | None, homes: Mapping[str, str]
-    ) -> list[_Unit]:
-        table = self.table
-        parked_set: dict[str, list[tuple[int, ParkedEvent]]] = {}
-        parked_removed: dict[str, list[tuple[int, ParkedEvent]]] = {}
-        for index, event in outcome.parked_added:
-            parked_set.setdefault(event.key, []).append((index, event))
-        for index, event in outcome.parked_removed:
-            parked_removed.setdefault(event.key, []).append((index, event))
-        units: list[_Unit] = []
-        for key in {*outcome.states, *parked_set, *parked_removed}:
-            if pending is not None and key not in pending:
-                continue
-            expected, first = outcome.touched[key]
-            indexes = [index for index, _ in (*parked_set.get(key, ()), *parked_removed.get(key, ()))]
-            unit = _Unit(min([first, *indexes]), [], key, size=200)
-            unit.actions.extend(self._limit_actions(key, outcome.states.get(key), expected, homes.get(key, keys[key])))
-            limit = outcome.states.get(key)
-            if limit is not None:
-                unit.applied = outcome.applied_by_key.get(key, 0)
-                unit.updated_at = limit.updated_at
-                unit.size += 600 * len(unit.actions)
-            partition = keys[key]
-            names: dict[str, str] = {}
-            values: dict[str, AttributeValueTypeDef] = {}
-            sets, removes = [], []
-            for n, (_, event) in enumerate(parked_set.get(key, ())):
-                value, chunks = pack(event.data)
-                names[f"#s{n}"] = f"{PARKED_PREFIX}{event.position}"
-                values[f":s{n}"] = {"B": value}
-                sets.append(f"#s{n} = :s{n}")
-                for c, chunk in enumerate(chunks):
-                    chunk_item = {**parked_chunk_key(partition, key, event.position, c), "d": {"B": chunk}}
-                    unit.actions.append({"Put": {"TableName": table, "Item": chunk_item}})
-                unit.size += len(value) + sum(map(len, chunks)) + 100
-            for n, (_, event) in enumerate(parked_removed.get(key, ())):
-                names[f"#r{n}"] = f"{PARKED_PREFIX}{event.position}"
-                removes.append(f"#r{n}")
-                for c in range(len(pack(event.data)[1])):
-                    chunk_key = parked_chunk_key(partition, key, event.position, c)
-                    unit.actions.append({"Delete": {"TableName": table, "Key": chunk_key}})
-            if names:
-                expression = " ".join(
-                    clause
-                    for clause in (
-                        "SET " + ", ".join(sets) if sets else "",
-                        "REMOVE " + ", ".join(removes) if removes else "",
-                    )
-                    if clause
-                )
-                update: Any = {
-                    "TableName": table,
-                    "Key": item_key(USER + partition, PARKED + key),
-                    "UpdateExpression": expression,
-                    "ExpressionAttributeNames": names,
-                }
-                if values:
-                    update["ExpressionAttributeValues"] = values
-                unit.actions.append({"Update": update})
-            units.append(unit)
-        if pending is None:
-            stored_at = time.time_ns()
-            seen: set[str] = set()
-            for index, letter in outcome.dead_letters:
-                if letter.id in seen:  # one transaction may not touch an item twice
-                    continue
-                seen.add(letter.id)
-                value, chunks = pack(letter.data)
-                item = dead_letter_item(letter, index, stored_at, value)
-                unit = _Unit(index, [{"Put": {"TableName": table, "Item": item, "ConditionExpression": NEW_ITEM}}])
-                for c, chunk in enumerate(chunks):
-                    chunk_item = {**dead_letter_chunk_key(letter.id, c), "d": {"B": chunk}}
-                    unit.actions.append({"Put": {"TableName": table, "Item": chunk_item}})
-                unit.size = len(value) + sum(map(len, chunks)) + len(letter.reason) + 600
-                units.append(unit)
-        units.sort(key=lambda unit: unit.index)
-        return units
-
-    def _limit_actions(self, key: str, limit: UserLimit | None, expected: int | None, home: str) -> list[Action]:
-        """The write of a limit, conditional on it being as read; a ConditionCheck when only its
-        parked events change. ``home``: the user whose partition holds the stored limit."""
-        table = self.table
-        if limit is None:
-            if expected is None:
-                check: Any = {"TableName": table, "Key": item_key(OWNER + key, OWNER), "ConditionExpression": NEW_ITEM}
-            else:
-                check = {"TableName": table, "Key": item_key(USER + home, LIMIT + key), **_expected(expected)}
-            return [{"ConditionCheck": check}]
-        put: Any = {"TableName": table, "Item": limit_item(limit)}
-        owner: Any = {"TableName": table, "Item": {**item_key(OWNER + key, OWNER), "userId": text_attr(limit.user_id)}}
-        if expected is None:  # a new limit, and its owner entry
-            put["ConditionExpression"] = owner["ConditionExpression"] = NEW_ITEM
-            return [{"Put": put}, {"Put": owner}]
-        if limit.user_id == home:
-            put.update(_expected(expected))
-            return [{"Put": put}]
-        # Created again for another user: the limit moves to that user's partition.
-        delete: Any = {"TableName": table, "Key": item_key(USER + home, LIMIT + key), **_expected(expected)}
-        return [{"Delete": delete}, {"Put": put}, {"Put": owner}]
 
     def _commit(
         self,
@@ -450,56 +386,50 @@ class DynamoDBStore:
         outcome: Outcome[UserLimit],
         pending: set[str] | None,
         progress: _Progress,
-        homes: Mapping[str, str],
+        stored: Mapping[str, Stored],
+        placement: Placement,
     ) -> dict[str, int]:
         """Commit the outcome (of the ``pending`` limits) in transactions, in record order; returns
         the limits another writer changed since they were read, with their first record's index."""
-        groups: list[list[_Unit]] = []
-        actions = size = 0
-        for unit in self._units(keys, outcome, pending, homes):
-            # One action of each transaction is kept for the counters.
-            if (
-                not groups
-                or actions + len(unit.actions) > TRANSACTION_ACTIONS - 1
-                or size + unit.size > TRANSACTION_BYTES
-            ):
-                groups.append([])
-                actions = size = 0
-            groups[-1].append(unit)
-            actions += len(unit.actions)
-            size += unit.size
-        if not groups:
-            groups.append([])  # still count skipped and ignored
+        units = self._writes.units(keys, outcome, pending, stored, placement, time.time_ns())
+        return self._run(units, outcome, progress)
+
+    def _run(self, units: Sequence[Unit], outcome: Outcome[UserLimit], progress: _Progress) -> dict[str, int]:
+        # One action of each transaction is kept for the counters.
+        groups = transactions(units, TRANSACTION_ACTIONS - 1, TRANSACTION_BYTES)
         conflicts: dict[str, int] = {}
+        dropped: set[int] = set()  # id() of the units none of whose remaining steps are written
         for number, group in enumerate(groups):
+            steps = [(unit, step) for unit, step in group if id(unit) not in dropped]
             try:
-                self._transact(outcome, group, progress, conflicts, last=number == len(groups) - 1)
+                self._transact(outcome, steps, progress, conflicts, dropped, last=number == len(groups) - 1)
             except Exception as error:
-                remaining = [unit.index for later in groups[number:] for unit in later]
+                remaining = [unit.index for later in groups[number:] for unit, _ in later if id(unit) not in dropped]
                 remaining += conflicts.values()
                 first = min(remaining, default=outcome.size if progress.committed_any else 0)
-                raise CommitError(first, error) from error
+                raise CommitError(first, error, progress.counts()) from error
         return conflicts
 
     def _transact(
         self,
         outcome: Outcome[UserLimit],
-        units: list[_Unit],
+        steps: list[tuple[Unit, Step]],
         progress: _Progress,
         conflicts: dict[str, int],
+        dropped: set[int],
         last: bool,
     ) -> None:
         """One TransactWriteItems, retried without the units whose conditions failed: a limit
-        changed since it was read (into ``conflicts``), a dead letter already kept (dropped)."""
+        changed since it was read (into ``conflicts``), a dead letter already kept."""
         counts = outcome.counts
         attempt = 0
         while True:
-            applied = sum(unit.applied for unit in units)
+            applied = sum(step.applied for _, step in steps)
             # The batch's last transaction brings skipped and ignored up to this outcome's.
             skipped, ignored = (
                 (counts.skipped - progress.skipped, counts.ignored - progress.ignored) if last else (0, 0)
             )
-            actions = [action for unit in units for action in unit.actions]
+            actions = [action for _, step in steps for action in step.actions]
             if applied or skipped or ignored:
                 actions.append(self._counters_action(applied, skipped, ignored))
             if not actions:
@@ -512,7 +442,7 @@ class DynamoDBStore:
                 reasons = error.response.get("CancellationReasons") or []
                 failed = {n for n, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"}
                 if failed:
-                    units = _without(units, failed, conflicts)
+                    steps = _without(steps, failed, conflicts, dropped, progress)
                     continue
                 # Conflicts with another transaction, or throttling: back off and try again.
                 attempt += 1
@@ -524,9 +454,11 @@ class DynamoDBStore:
             progress.applied += applied
             progress.skipped += skipped
             progress.ignored += ignored
-            for unit in units:
-                if unit.updated_at is not None and (progress.newest is None or unit.updated_at > progress.newest):
-                    progress.newest = unit.updated_at
+            for _, step in steps:
+                progress.parked += step.parked
+                progress.dead_lettered += step.dead_letters
+                if step.updated_at is not None and (progress.newest is None or step.updated_at > progress.newest):
+                    progress.newest = step.updated_at
             return
 
     def _counters_action(self, applied: int, skipped: int, ignored: int) -> Action:
@@ -563,7 +495,7 @@ class DynamoDBStore:
 
     def _store_checkpoint(self, checkpoint: Checkpoint) -> None:
         self._conditional_max(
-            item_key(CHECKPOINTS, f"{checkpoint.stream}|{checkpoint.shard_id}"),
+            item_key(CHECKPOINTS, checkpoint_sk(checkpoint.stream, checkpoint.shard_id)),
             "orderKey",
             text_attr(checkpoint_order(checkpoint)),
             {
@@ -573,10 +505,70 @@ class DynamoDBStore:
         )
 
     def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
-        item = self._get(item_key(CHECKPOINTS, f"{stream}|{shard_id}"))
+        item = self._get(item_key(CHECKPOINTS, checkpoint_sk(stream, shard_id)))
         if item is None:
             return None
         return Checkpoint(stream, shard_id, item["sequenceNumber"]["S"], int(item["subSequenceNumber"]["N"]))
+
+    # -- the layout
+
+    def migrate(self) -> str:
+        """Bring the table to this version's layout; '' when it is already. Safe to run again (a
+        migration cut short goes on where it stopped); stop the consumers of the older version
+        first, which would go on writing its layout.
+
+        Layout 1 to 2: the events parked under ``USER#<userId>``, ``PARKED#<userLimitId>`` (the
+        userId of the event) move to ``PARKED#<userLimitId>``, where the limit's creation finds them
+        whoever's they are. Those whose limit already exists are applied with its next event."""
+        layout = self._layout()
+        if layout >= LAYOUT_VERSION:
+            return ""
+        legacy = [item for item in self._scan(LEGACY_PARKED_PREFIX) if item["PK"]["S"].startswith(USER)]
+        found: list[tuple[Mapping[str, Any], str, int, bytes]] = []
+        wanted: list[Item] = []
+        for item in legacy:
+            user, key = item["PK"]["S"].removeprefix(USER), item["SK"]["S"].removeprefix(LEGACY_PARKED_PREFIX)
+            for position, value in parked_values(item).items():
+                found.append((item, key, position, value))
+                wanted += legacy_parked_chunk_keys(user, key, position, value)
+        chunks = self._chunks(wanted)
+        events: dict[str, dict[int, ParkedEvent]] = {}
+        for item, key, position, value in found:
+            user = item["PK"]["S"].removeprefix(USER)
+            parts = [chunks[_pk_sk(chunk)] for chunk in legacy_parked_chunk_keys(user, key, position, value)]
+            # The same position parked under two users is the same event kept once (rule 7).
+            events.setdefault(key, {}).setdefault(position, ParkedEvent(key, position, unpack(value, parts)))
+        _, stored = self._snapshot({key: "" for key in events})  # what a migration cut short moved already
+        outcome: Outcome[UserLimit] = Outcome()
+        for key, waiting in events.items():
+            moved = stored.get(key, Stored()).parked
+            outcome.parked_added += [(0, event) for position, event in sorted(waiting.items()) if position not in moved]
+        placement = fit(outcome, stored)
+        units = []
+        for key in events:
+            unit = self._writes.parked_unit(key, stored.get(key) or Stored(), outcome, placement)
+            for item in legacy:
+                if item["SK"]["S"] == LEGACY_PARKED_PREFIX + key:
+                    user = item["PK"]["S"].removeprefix(USER)
+                    olds = [
+                        chunk
+                        for position, value in parked_values(item).items()
+                        for chunk in legacy_parked_chunk_keys(user, key, position, value)
+                    ]
+                    unit.steps += self._writes.deletes([item_key(item["PK"]["S"], item["SK"]["S"]), *olds])
+            units.append(unit)
+        refused = [(index, letter) for _, index, letter in placement.refused]
+        units += self._writes.dead_letter_units(refused, time.time_ns())
+        conflicts = self._run(units, outcome, _Progress())
+        if conflicts:
+            raise StoreError(
+                f"DynamoDB table {self.table}: parked events changed while they were moved: run init again"
+            )
+        self._client.put_item(
+            TableName=self.table, Item={**item_key(META, LAYOUT), "version": number_attr(LAYOUT_VERSION)}
+        )
+        count = sum(len(waiting) for waiting in events.values())
+        return f"layout {layout} to {LAYOUT_VERSION}: moved {count} parked events of {len(events)} limits"
 
     # -- read side
 
@@ -620,36 +612,40 @@ class DynamoDBStore:
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def user_limits(self, user_id: str) -> list[UserLimit]:
-        return [item_limit(item) for item in self._query(USER + user_id, LIMIT)]
+        return self._read(list(self._query(USER + user_id, LIMIT)), [])[0]
 
     def user_limit(self, user_id: str, user_limit_id: str) -> UserLimit | None:
         item = self._get(item_key(USER + user_id, LIMIT + user_limit_id))
-        return None if item is None else item_limit(item)
+        return None if item is None else self._read([item], [])[0][0]
 
     def all_limits(self) -> Iterator[UserLimit]:
-        limits = [item_limit(item) for item in self._scan(LIMIT)]
+        limits = self._read(list(self._scan(LIMIT)), [])[0]
         limits.sort(key=lambda limit: limit.user_limit_id)
         return iter(limits)
 
+    def _parked_items(self) -> list[Mapping[str, Any]]:
+        return [item for item in self._scan(PARKED_SK) if item["PK"]["S"].startswith(PARKED)]
+
     def parked_events(self) -> list[ParkedEvent]:
-        parked = self._parked_of(list(self._scan(PARKED)))
+        parked = self._read([], self._parked_items())[1]
         return sorted(event for events in parked.values() for event in events)
 
     def dead_letters(self) -> list[DeadLetter]:
         items = sorted(
             self._query(DEAD_LETTERS), key=lambda item: (int(item["storedAt"]["N"]), int(item["batchIndex"]["N"]))
         )
-        values = [bytes(item["data"]["B"]) for item in items]
-        wanted = [
-            dead_letter_chunk_key(item["SK"]["S"], n)
-            for item, value in zip(items, values, strict=True)
-            for n in range(chunk_count(value))
-        ]
+        wanted: list[Item] = []
+        for item in items:
+            for value in _packed_of_letter(item):
+                wanted += dead_letter_chunk_keys(value, item["SK"]["S"])
         chunks = self._chunks(wanted)
         letters = []
-        for item, value in zip(items, values, strict=True):
-            parts = [chunks[dead_letter_chunk_key(item["SK"]["S"], n)["SK"]["S"]] for n in range(chunk_count(value))]
-            letters.append(item_dead_letter(item, unpack(value, parts)))
+        for item in items:
+            data, *texts = (
+                [chunks[_pk_sk(key)] for key in dead_letter_chunk_keys(value, item["SK"]["S"])]
+                for value in _packed_of_letter(item)
+            )
+            letters.append(item_dead_letter(item, unpack(bytes(item["data"]["B"]), data), *texts))
         return letters
 
     def stats(self) -> Counts:
@@ -658,9 +654,7 @@ class DynamoDBStore:
             counts.applied += optional_int(item, "applied") or 0
             counts.skipped += optional_int(item, "skipped") or 0
             counts.ignored += optional_int(item, "ignored") or 0
-        counts.parked = sum(
-            1 for item in self._scan(PARKED) for name in item if name.startswith(PARKED_PREFIX) and name[1:].isdigit()
-        )
+        counts.parked = sum(len(parked_values(item)) for item in self._parked_items())
         counts.dead_lettered = sum(int(page["Count"]) for page in self._query(DEAD_LETTERS, select_count=True))
         return counts
 
@@ -675,18 +669,39 @@ class DynamoDBStore:
         self._client.close()
 
 
-def _without(units: list[_Unit], failed: set[int], conflicts: dict[str, int]) -> list[_Unit]:
-    """The units none of whose actions (by position in the transaction) failed their condition."""
-    kept: list[_Unit] = []
+def _without(
+    steps: list[tuple[Unit, Step]], failed: set[int], conflicts: dict[str, int], dropped: set[int], progress: _Progress
+) -> list[tuple[Unit, Step]]:
+    """The steps of the units none of whose actions (by position in the transaction) failed their
+    condition. A failed limit is a conflict; a failed dead letter is one already kept."""
     position = 0
-    for unit in units:
-        span = range(position, position + len(unit.actions))
-        position += len(unit.actions)
-        if not failed.intersection(span):
-            kept.append(unit)
-        elif unit.key is not None:
-            conflicts[unit.key] = unit.index
-    return kept
+    for unit, step in steps:
+        span = range(position, position + len(step.actions))
+        position += len(step.actions)
+        if failed.intersection(span) and id(unit) not in dropped:
+            dropped.add(id(unit))
+            if unit.key is not None:
+                conflicts[unit.key] = unit.index
+            else:
+                progress.dead_lettered += unit.steps[unit.main].dead_letters
+    return [(unit, step) for unit, step in steps if id(unit) not in dropped]
+
+
+def _pk_sk(key: Mapping[str, Any]) -> tuple[str, str]:
+    return key["PK"]["S"], key["SK"]["S"]
+
+
+def _limit_chunks(item: Mapping[str, Any]) -> list[Item]:
+    """The chunk items of a limit item's packed texts (none when they are in the item)."""
+    texts = limit_texts_value(item)
+    user, key = item["PK"]["S"].removeprefix(USER), item["SK"]["S"].removeprefix(LIMIT)
+    return [] if texts is None else limit_chunk_keys(user, key, texts)
+
+
+def _packed_of_letter(item: Mapping[str, Any]) -> list[bytes]:
+    """A dead letter item's packed values: its data, and its texts when they are packed."""
+    texts = item.get("texts")
+    return [bytes(item["data"]["B"])] + ([] if texts is None else [bytes(texts["B"])])
 
 
 def _replace(values: dict[str, Any], key: str, value: Any) -> None:

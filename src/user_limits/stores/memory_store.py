@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 
 from user_limits.domain.model import UserLimit
+from user_limits.stores.text import bounded_reason
 from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
 
 
@@ -59,7 +60,8 @@ class MemoryStore:
                 if not waiting:
                     del self._parked[event.key]
         for _, letter in outcome.dead_letters:
-            self._dead.setdefault(letter.id, letter)
+            if letter.id not in self._dead:
+                self._dead[letter.id] = letter._replace(reason=bounded_reason(letter.reason))
         counts = outcome.counts
         self._counts.applied += counts.applied
         self._counts.skipped += counts.skipped

@@ -23,6 +23,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +35,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from user_limits.domain.model import UserLimit
 from user_limits.stores.base import StoreError
+from user_limits.stores.text import dead_letter_row, row_dead_letter, storable
 from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
 
 # Advisory lock held while migrating (two-int form: its own space, apart from the per-key locks).
@@ -49,8 +51,9 @@ _LIMIT_TYPES = (
     ("type", "text"),
     ("period", "text"),
     ("status", "text"),
-    ("value", "numeric"),
-    ("progress", "numeric"),
+    # The exact text of the Decimal (str), as every store keeps it (migration 0002).
+    ("value", "text"),
+    ("progress", "text"),
     ("currency_code", "text"),
     ("active_from", "bigint"),
     ("active_until", "bigint"),
@@ -232,7 +235,8 @@ def _json_text(value: object) -> str:
 
 
 def row_limit(row: tuple[Any, ...]) -> UserLimit:
-    return UserLimit(*row)
+    (uid, user, brand, type_, period, status, value, progress, *rest) = row
+    return UserLimit(uid, user, brand, type_, period, status, Decimal(value), Decimal(progress), *rest)
 
 
 class PostgresStore:
@@ -327,14 +331,14 @@ class PostgresStore:
             if outcome.parked_removed:
                 cursor.executemany(_DELETE_PARKED, [(event.key, event.position) for _, event in outcome.parked_removed])
             if outcome.dead_letters:
-                cursor.executemany(_INSERT_DEAD_LETTER, [(letter.id, *letter) for _, letter in outcome.dead_letters])
+                cursor.executemany(_INSERT_DEAD_LETTER, [dead_letter_row(letter) for _, letter in outcome.dead_letters])
             checkpoint = outcome.checkpoint
             if checkpoint is not None:
                 cursor.execute(
                     _UPSERT_CHECKPOINT,
                     (
-                        checkpoint.stream,
-                        checkpoint.shard_id,
+                        storable(checkpoint.stream),
+                        storable(checkpoint.shard_id),
                         int(checkpoint.sequence_number),
                         checkpoint.sub_sequence_number,
                     ),
@@ -346,7 +350,7 @@ class PostgresStore:
     def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
         rows = self._query(
             "SELECT sequence_number, sub_sequence_number FROM checkpoints WHERE stream = %s AND shard_id = %s",
-            (stream, shard_id),
+            (storable(stream), storable(shard_id)),
         )
         if not rows:
             return None
@@ -370,18 +374,18 @@ class PostgresStore:
 
     def all_limits(self) -> Iterator[UserLimit]:
         """Pages by primary key: each limit once, without holding a transaction open between pages."""
-        last = ""
+        # The first page has no lower bound: '' is an id like any other.
+        rows = self._query(f"SELECT {_LIMIT_COLUMNS} FROM user_limits ORDER BY user_limit_id LIMIT {_PAGE}")
         while True:
-            rows = self._query(
-                f"SELECT {_LIMIT_COLUMNS} FROM user_limits WHERE user_limit_id > %s "
-                f"ORDER BY user_limit_id LIMIT {_PAGE}",
-                (last,),
-            )
             for row in rows:
                 yield row_limit(row)
             if len(rows) < _PAGE:
                 return
-            last = rows[-1][0]
+            rows = self._query(
+                f"SELECT {_LIMIT_COLUMNS} FROM user_limits WHERE user_limit_id > %s "
+                f"ORDER BY user_limit_id LIMIT {_PAGE}",
+                (rows[-1][0],),
+            )
 
     def parked_events(self) -> list[ParkedEvent]:
         rows = self._query("SELECT user_limit_id, position, data FROM parked_events ORDER BY user_limit_id, position")
@@ -392,7 +396,7 @@ class PostgresStore:
             "SELECT reason, data, sequence_number, sub_sequence_number, partition_key, arrival_ms, stream_arn, "
             "shard_id FROM dead_letters ORDER BY seq"
         )
-        return [DeadLetter(*row) for row in rows]
+        return [row_dead_letter(row) for row in rows]
 
     def stats(self) -> Counts:
         ((applied, skipped, ignored, parked, dead_lettered),) = self._query(

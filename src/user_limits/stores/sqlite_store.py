@@ -18,6 +18,7 @@ from typing import Any
 
 from user_limits.domain.model import UserLimit
 from user_limits.stores.base import StoreError
+from user_limits.stores.text import dead_letter_row, row_dead_letter, storable
 from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
 
 SCHEMA_VERSION = 1
@@ -194,16 +195,15 @@ class SQLiteStore:
     def _write(self, db: sqlite3.Connection, outcome: Outcome[UserLimit]) -> None:
         checkpoint = outcome.checkpoint
         if checkpoint is not None:
+            where = (storable(checkpoint.stream), storable(checkpoint.shard_id))
             row = db.execute(
-                "SELECT sequence_number, sub_sequence_number FROM checkpoints WHERE stream = ? AND shard_id = ?",
-                (checkpoint.stream, checkpoint.shard_id),
+                "SELECT sequence_number, sub_sequence_number FROM checkpoints WHERE stream = ? AND shard_id = ?", where
             ).fetchone()
             if row is None or (int(row[0]), row[1]) < checkpoint.order():
                 db.execute(
                     "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
                     (
-                        checkpoint.stream,
-                        checkpoint.shard_id,
+                        *where,
                         checkpoint.sequence_number,
                         checkpoint.sub_sequence_number,
                     ),
@@ -229,7 +229,7 @@ class SQLiteStore:
         if outcome.dead_letters:
             db.executemany(
                 "INSERT OR IGNORE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(letter.id, *letter) for _, letter in outcome.dead_letters],
+                [dead_letter_row(letter) for _, letter in outcome.dead_letters],
             )
         counts = outcome.counts
         db.executemany(
@@ -242,7 +242,7 @@ class SQLiteStore:
             self._connection()
             .execute(
                 "SELECT sequence_number, sub_sequence_number FROM checkpoints WHERE stream = ? AND shard_id = ?",
-                (stream, shard_id),
+                (storable(stream), storable(shard_id)),
             )
             .fetchone()
         )
@@ -282,7 +282,7 @@ class SQLiteStore:
             "SELECT reason, data, sequence_number, sub_sequence_number, partition_key, arrival_ms, stream_arn, "
             "shard_id FROM dead_letters ORDER BY rowid"
         )
-        return [DeadLetter(*row) for row in rows]
+        return [row_dead_letter(row) for row in rows]
 
     def stats(self) -> Counts:
         db = self._connection()

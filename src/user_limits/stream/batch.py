@@ -25,6 +25,8 @@ class ProjectionStore(Protocol[S]):
 
 @dataclass(slots=True)
 class BatchResult:
+    # What the store committed: all of the batch's counts, or, after a failure, those of the part
+    # it committed (nothing, for an atomic store).
     counts: Counts = field(default_factory=Counts)
     # Index of the first record whose effect is not committed; None when all of it is.
     first_failed: int | None = None
@@ -50,7 +52,7 @@ class BatchProcessor(Generic[E, S]):
         try:
             outcome = self.store.apply_batch(decoded.keys(family), run)
         except CommitError as error:
-            return BatchResult(first_failed=error.first_uncommitted, error=error.cause or error)
+            return BatchResult(error.committed, error.first_uncommitted, error.cause or error)
         except Exception as error:  # an atomic store committed nothing
             return BatchResult(first_failed=0, error=error)
         return BatchResult(counts=outcome.counts)

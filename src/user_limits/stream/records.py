@@ -129,9 +129,16 @@ class Outcome(Generic[S]):
 
 
 class CommitError(Exception):
-    """A store could not commit an outcome; records from ``first_uncommitted`` on had no effect."""
+    """A store could not commit an outcome; records from ``first_uncommitted`` on had no effect.
 
-    def __init__(self, first_uncommitted: int, cause: BaseException | None = None) -> None:
+    ``committed``: the counts of what the store did commit before it failed (its transactions that
+    went through), so that what is logged is what was committed.
+    """
+
+    def __init__(
+        self, first_uncommitted: int, cause: BaseException | None = None, committed: Counts | None = None
+    ) -> None:
         super().__init__(f"commit failed from record {first_uncommitted}: {cause!r}")
         self.first_uncommitted = first_uncommitted
         self.cause = cause
+        self.committed = committed if committed is not None else Counts()
