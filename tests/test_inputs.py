@@ -8,9 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.streams import KINESIS_BASE, SHARD, STREAM_ARN, created, encode, lambda_event, noise
+from tests.streams import (
+    KINESIS_BASE,
+    SHARD,
+    STREAM_ARN,
+    created,
+    encode,
+    kpl_bytes,
+    kpl_message,
+    lambda_event,
+    lambda_record,
+    noise,
+)
+from user_limits.bootstrap import open_store
 from user_limits.errors import UserError
 from user_limits.inputs import InputError, parse_records, read_records
+from user_limits.replay import replay
 
 ONE, TWO = encode(created("L1", 1)), encode(noise(2))
 
@@ -125,3 +138,18 @@ def test_a_deeply_nested_record_in_json_lines_is_kept_for_a_dead_letter() -> Non
 def test_a_deeply_nested_json_array_is_one_clear_error() -> None:
     with pytest.raises(InputError, match=r"^events\.json: malformed JSON"):
         parse_records(b"[" + ONE + b", " + DEEP + b"]", "events.json")
+
+
+def test_a_lambda_event_with_an_aggregate_that_cannot_be_read_is_replayed_with_it_dead_lettered() -> None:
+    # A sub-record's explicit hash key index points outside its table: the de-aggregator raises.
+    message = kpl_message([(0, ONE)])
+    message.explicit_hash_key_table.append("12345")
+    message.records[0].explicit_hash_key_index = 4
+    aggregate = kpl_bytes(message)
+    event = {"Records": [lambda_record(aggregate, 0), lambda_record(TWO, 1)]}
+    records = parse_records(json.dumps(event).encode(), "event.json")
+    store = open_store("memory://")
+    counts = replay(store, records)
+    assert (counts.dead_lettered, counts.ignored) == (1, 1)
+    [letter] = store.dead_letters()
+    assert (letter.data, letter.sequence_number) == (aggregate, str(KINESIS_BASE))

@@ -321,9 +321,6 @@ def _tampered_aggregate(how: str) -> bytes:
         message.records[1].explicit_hash_key_index = 3
     elif how == "truncated protobuf":
         return kpl_bytes(message.SerializeToString()[:-3])
-    elif how == "a partition key longer than Kinesis allows":
-        del message.partition_key_table[:]
-        message.partition_key_table.append("k" * 257)
     return kpl_bytes(message)
 
 
@@ -333,7 +330,6 @@ def _tampered_aggregate(how: str) -> bytes:
         "partition key index outside its table",
         "explicit hash key index outside its table",
         "truncated protobuf",
-        "a partition key longer than Kinesis allows",
     ],
 )
 def test_an_aggregate_that_cannot_be_read_is_dead_lettered_whole_and_the_rest_commits(store_url: str, how: str) -> None:
@@ -414,10 +410,9 @@ SHAPES = [
     ("no sequenceNumber", False),
     ("sequenceNumber=123", False),
     ("sequenceNumber=1.5", False),
-    ('sequenceNumber="12ab"', False),
     ('sequenceNumber=""', False),
     ('sequenceNumber="\\u0661\\u0662"', False),  # Arabic-Indic digits
-    (f'sequenceNumber="{"9" * 200}"', False),
+    ('sequenceNumber="\\ud800"', False),
     ('approximateArrivalTimestamp="yesterday"', True),
     ('approximateArrivalTimestamp="1700000000"', True),
     ("approximateArrivalTimestamp=NaN", True),
@@ -428,10 +423,8 @@ SHAPES = [
     ("approximateArrivalTimestamp=true", True),
     ("approximateArrivalTimestamp=[1]", True),
     ("partitionKey=5", True),
-    (f'partitionKey="{"k" * 257}"', True),
     ('partitionKey="\\ud800"', True),  # a lone surrogate: no store can encode it
     ("eventID=5", True),
-    (f'eventID="{"s" * 300}"', True),
     ('eventSourceARN={"arn": 1}', True),
 ]
 

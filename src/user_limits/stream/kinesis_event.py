@@ -25,12 +25,6 @@ from user_limits.stream.records import RejectedRecord, StreamRecord
 # Records written by the Kinesis Producer Library in its aggregated format start with these bytes.
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
 
-# The limits AWS documents for these coordinates (a sequence number is 0|[1-9][0-9]{0,128}). Text
-# beyond them is no coordinate of a real record, and stores key dead letters by it.
-MAX_SEQUENCE_DIGITS = 129
-MAX_PARTITION_KEY = 256
-MAX_EVENT_ID = 128 + 1 + MAX_SEQUENCE_DIGITS  # shard id (at most 128), ":", sequence number
-MAX_STREAM_ARN = 2048
 # An arrival time in seconds whose milliseconds fit the stores' signed 64-bit columns, with room
 # to spare for float rounding.
 MAX_ARRIVAL_S = 9e15
@@ -65,10 +59,8 @@ def records_from_lambda_event(event: object, strict: bool = False) -> tuple[list
     records: list[StreamRecord] = []
     parents: list[str] = []
     add, add_parent = records.append, parents.append
-    parent = ""
-    for number, raw in enumerate(raw_records, 1):
-        # The fast path takes what Lambda sends, checked in a few cheap tests; anything else (a
-        # missing field, another type, text beyond AWS's limits) takes the careful path below.
+    for raw in raw_records:
+        # The fast path takes what Lambda sends; anything else takes the careful path.
         try:
             kinesis = raw["kinesis"]
             sequence_number = kinesis["sequenceNumber"]
@@ -77,37 +69,36 @@ def records_from_lambda_event(event: object, strict: bool = False) -> tuple[list
             partition_key = kinesis["partitionKey"]
             event_id = raw["eventID"]
             stream_arn = raw["eventSourceARN"]
-            # isascii() is O(1); ASCII text also cannot hold a lone surrogate, which no store can encode.
-            usual = (
-                type(sequence_number) is str
-                and sequence_number.isascii()
-                and sequence_number.isdigit()
-                and len(sequence_number) <= MAX_SEQUENCE_DIGITS
-                and type(arrival) is float
+            # Each test costs every record, so few and cheap ones. isascii() raises AttributeError on
+            # what is not text, and ASCII cannot hold a lone surrogate (JSON allows "\ud800"), which
+            # no store can encode. "" is no identity: it would merge dead letters. How long text may
+            # be is for the stores to handle.
+            if not (
+                type(arrival) is float
                 and 0.0 <= arrival < MAX_ARRIVAL_S
-                and type(encoded) is str
-                and type(partition_key) is str
+                and sequence_number
+                and sequence_number.isascii()
                 and partition_key.isascii()
-                and len(partition_key) <= MAX_PARTITION_KEY
-                and type(event_id) is str
                 and event_id.isascii()
-                and len(event_id) <= MAX_EVENT_ID
-                and type(stream_arn) is str
                 and stream_arn.isascii()
-                and len(stream_arn) <= MAX_STREAM_ARN
-            )
-        except Exception:  # a record or `kinesis` that is not an object, a field missing
-            usual = False
-        if usual:
+            ):
+                raise ValueError
+            try:
+                # binascii directly: base64.b64decode's wrapper costs as much as the decoding. It
+                # raises TypeError on what is not text.
+                data = _a2b_base64(encoded, strict_mode=True)
+            except (BinasciiError, ValueError):
+                data = _not_base64(encoded)
             shard_id = event_id.partition(":")[0] or None
-            fields = (_data(encoded), sequence_number, None, partition_key, int(arrival * 1000), stream_arn, shard_id)
-            record = _new_record(StreamRecord, fields)
-            parent = sequence_number
-        else:
+        except Exception:  # not what Lambda sends: a field missing, of another type, not ASCII
             record = _careful(raw)
             if type(record) is RejectedRecord and strict:
-                raise MalformedEvent(f"record {number}: {record.reason}")
-            parent = record.sequence_number or parent
+                raise MalformedEvent(f"record {raw_records.index(raw) + 1}: {record.reason}") from None
+            parent = record.sequence_number or (parents[-1] if parents else "")
+        else:
+            fields = (data, sequence_number, None, partition_key, int(arrival * 1000), stream_arn, shard_id)
+            record = _new_record(StreamRecord, fields)
+            parent = sequence_number
         if record.data.startswith(KPL_MAGIC) and type(record) is not RejectedRecord:
             expanded = expand_aggregate(record)
             records.extend(expanded)
@@ -118,14 +109,17 @@ def records_from_lambda_event(event: object, strict: bool = False) -> tuple[list
     return records, parents
 
 
+def _not_base64(encoded: str) -> bytes:
+    """Data that is not base64, kept as it came for the decoder to dead-letter. surrogatepass: a
+    lone surrogate (JSON allows "\\ud800") becomes bytes that are not UTF-8, not an exception."""
+    return encoded.encode("utf-8", "surrogatepass")
+
+
 def _data(encoded: str) -> bytes:
     try:
-        # binascii directly: base64.b64decode's wrapper costs as much as the decoding.
         return _a2b_base64(encoded, strict_mode=True)
     except (BinasciiError, ValueError):
-        # Not base64: kept as it came, for the decoder to dead-letter. surrogatepass: a lone
-        # surrogate (JSON allows "\ud800") becomes bytes that are not UTF-8, not an exception.
-        return encoded.encode("utf-8", "surrogatepass")
+        return _not_base64(encoded)
 
 
 def _careful(raw: object) -> StreamRecord:
@@ -143,13 +137,8 @@ def _careful(raw: object) -> StreamRecord:
         problems.append("`kinesis` is missing or not an object")
         kinesis = {}
     sequence_number = kinesis.get("sequenceNumber")
-    if not (
-        type(sequence_number) is str
-        and sequence_number.isascii()
-        and sequence_number.isdigit()
-        and len(sequence_number) <= MAX_SEQUENCE_DIGITS
-    ):
-        problems.append(f"`kinesis.sequenceNumber` is missing or not a string of 1 to {MAX_SEQUENCE_DIGITS} digits")
+    if not (type(sequence_number) is str and sequence_number and sequence_number.isascii()):
+        problems.append("`kinesis.sequenceNumber` is missing or not a non-empty ASCII string")
         sequence_number = None
     encoded = kinesis.get("data")
     data = _data(encoded) if type(encoded) is str else None
@@ -162,9 +151,9 @@ def _careful(raw: object) -> StreamRecord:
             arrival_ms = int(arrival * 1000)
         else:
             problems.append("`kinesis.approximateArrivalTimestamp` is not a number of seconds since 1970")
-    partition_key = _text(kinesis, "partitionKey", MAX_PARTITION_KEY, problems, "kinesis.")
-    stream_arn = _text(raw, "eventSourceARN", MAX_STREAM_ARN, problems)
-    event_id = _text(raw, "eventID", MAX_EVENT_ID, problems)
+    partition_key = _text(kinesis, "partitionKey", problems, "kinesis.")
+    stream_arn = _text(raw, "eventSourceARN", problems)
+    event_id = _text(raw, "eventID", problems)
     shard_id = event_id.partition(":")[0] or None if event_id else None
     coordinates = (sequence_number, partition_key, arrival_ms, stream_arn, shard_id)
     if problems or data is None:
@@ -172,18 +161,18 @@ def _careful(raw: object) -> StreamRecord:
     return StreamRecord(data, sequence_number, None, partition_key, arrival_ms, stream_arn, shard_id)
 
 
-def _text(fields: dict[str, Any], name: str, limit: int, problems: list[str], prefix: str = "") -> str | None:
-    """An optional text field that any store can hold; None, with a problem noted, otherwise."""
+def _text(fields: dict[str, Any], name: str, problems: list[str], prefix: str = "") -> str | None:
+    """An optional text field; None, with a problem noted, if it is not text."""
     value = fields.get(name)
-    if value is None or _is_text(value, limit):
+    if value is None or _is_text(value):
         return value
-    problems.append(f"`{prefix}{name}` is not a string of at most {limit} characters of Unicode")
+    problems.append(f"`{prefix}{name}` is not a string of Unicode (without lone surrogates)")
     return None
 
 
-def _is_text(value: object, limit: int) -> bool:
-    """A string of at most ``limit`` characters that UTF-8 can encode (no lone surrogate)."""
-    if type(value) is not str or len(value) > limit:
+def _is_text(value: object) -> bool:
+    """A string that UTF-8 can encode: no lone surrogate."""
+    if type(value) is not str:
         return False
     try:
         value.encode()
@@ -273,7 +262,6 @@ def _deaggregate(data: bytes, body: bytes) -> list[tuple[str, bytes]]:
     if len(user_records) != expected:
         # The library prints an error and stops at some bad user records: the rest would vanish.
         raise ValueError(f"{expected - len(user_records)} of its {expected} user records cannot be read")
-    for user_key, _ in user_records:
-        if not _is_text(user_key, MAX_PARTITION_KEY):
-            raise ValueError(f"a user record's partition key is not a string of at most {MAX_PARTITION_KEY} characters")
+    if not all(_is_text(user_key) for user_key, _ in user_records):
+        raise ValueError("a user record's partition key is not a string of Unicode")
     return user_records
