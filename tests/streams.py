@@ -253,3 +253,30 @@ def lambda_record(
 
 def lambda_event(values: Iterable[Envelope | bytes], first_position: int = 0, **options: Any) -> dict[str, Any]:
     return {"Records": [lambda_record(encode(v), first_position + n, **options) for n, v in enumerate(values)]}
+
+
+# -- KPL aggregates
+
+
+def kpl_message(items: Iterable[tuple[int, bytes]], partition_keys: Sequence[str] = ("u1",)) -> Any:
+    """A KPL ``AggregatedRecord`` (the library's protobuf) of ``(partition key index, data)`` items,
+    to be tampered with before ``kpl_bytes``."""
+    from aws_kinesis_agg import deaggregator
+
+    message = deaggregator.messages_pb2.AggregatedRecord()
+    message.partition_key_table.extend(partition_keys)
+    for index, data in items:
+        user_record = message.records.add()
+        user_record.partition_key_index = index
+        user_record.data = data
+    return message
+
+
+def kpl_bytes(body: Any) -> bytes:
+    """An aggregated Kinesis record: the magic bytes, the protobuf and its MD5 digest."""
+    import hashlib
+
+    from aws_kinesis_agg import MAGIC
+
+    serialized = body if isinstance(body, bytes) else body.SerializeToString()
+    return bytes(MAGIC + serialized + hashlib.md5(serialized).digest())

@@ -11,10 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.streams import KINESIS_BASE, SHARD, STREAM_ARN, created, encode, lambda_event, noise
+from tests.streams import (
+    KINESIS_BASE,
+    SHARD,
+    STREAM_ARN,
+    created,
+    encode,
+    kpl_bytes,
+    kpl_message,
+    lambda_event,
+    lambda_record,
+    noise,
+)
 from user_limits import inputs
+from user_limits.bootstrap import open_store
 from user_limits.errors import UserError
 from user_limits.inputs import InputError, Source, open_input, parse_records, read_records
+from user_limits.replay import replay
 
 ONE, TWO = encode(created("L1", 1)), encode(noise(2))
 
@@ -235,3 +248,18 @@ def test_records_come_in_batches_bounded_in_count_and_bytes() -> None:
     cut = list(batches(records, 3, max_bytes=40))
     assert [[len(record.data) for record in batch] for batch in cut] == [[10, 10, 10], [30, 5], [50], [1, 1, 1]]
     assert [record for batch in cut for record in batch] == records
+
+
+def test_a_lambda_event_with_an_aggregate_that_cannot_be_read_is_replayed_with_it_dead_lettered() -> None:
+    # A sub-record's explicit hash key index points outside its table: the de-aggregator raises.
+    message = kpl_message([(0, ONE)])
+    message.explicit_hash_key_table.append("12345")
+    message.records[0].explicit_hash_key_index = 4
+    aggregate = kpl_bytes(message)
+    event = {"Records": [lambda_record(aggregate, 0), lambda_record(TWO, 1)]}
+    records = parse_records(json.dumps(event).encode(), "event.json")
+    store = open_store("memory://")
+    counts = replay(store, records)
+    assert (counts.dead_lettered, counts.ignored) == (1, 1)
+    [letter] = store.dead_letters()
+    assert (letter.data, letter.sequence_number) == (aggregate, str(KINESIS_BASE))

@@ -20,7 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.servers.kinesis_local import DUMMY_CREDENTIALS, KinesisLocalServer
-from tests.streams import created, export, progress
+from tests.streams import created, export, kpl_bytes, kpl_message, progress
 from user_limits.bootstrap import open_store
 from user_limits.kinesis_consumer import SHARD_END, Consumer, ConsumerOptions, Progress, is_finished
 from user_limits.replay import replay
@@ -274,6 +274,41 @@ def test_kpl_aggregated_records_are_expanded_with_sub_sequence_checkpoints(
         sequence_number,
         2,
     )
+
+
+def test_an_aggregate_that_cannot_be_read_is_dead_lettered_and_the_shard_moves_on(
+    kinesis_local: KinesisLocalServer, store: LimitStore
+) -> None:
+    # A sub-record's explicit hash key index points outside its table: the de-aggregator raises.
+    message = kpl_message([(0, envelope_bytes(created("limit-1", 1, "user-1")))])
+    message.explicit_hash_key_table.append("12345")
+    message.records[0].explicit_hash_key_index = 9
+    aggregate = kpl_bytes(message)
+    stream = kinesis_local.create_stream(1)
+    _, bad, after = kinesis_local.put(
+        stream,
+        [
+            ("user-0", envelope_bytes(created("limit-0", 1, "user-0"))),
+            ("kpl", aggregate),
+            ("user-2", envelope_bytes(created("limit-2", 1, "user-2"))),
+        ],
+    )
+
+    done, _ = run_consumer(kinesis_local, store, stream)
+    assert done.records == 3
+    assert {limit.user_limit_id for limit in store.all_limits()} == {"limit-0", "limit-2"}
+    [letter] = store.dead_letters()
+    assert letter.data == aggregate
+    assert letter.reason.startswith("KPL aggregate that cannot be de-aggregated")
+    assert (letter.sequence_number, letter.partition_key, letter.shard_id) == (bad, "kpl", SHARD0)
+    assert letter.arrival_ms is not None
+    checkpoint = store.checkpoint(stream, SHARD0)
+    assert checkpoint is not None and checkpoint.sequence_number == after
+
+    # A restart reads nothing again and does not crash.
+    again, _ = run_consumer(kinesis_local, store, stream)
+    assert again.records == 0
+    assert store.stats().dead_lettered == 1
 
 
 def test_workers_split_the_shards_between_them(

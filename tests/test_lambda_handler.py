@@ -4,7 +4,6 @@ de-aggregation, store failures (nothing lost, nothing reported done that is not)
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import time
@@ -22,6 +21,8 @@ from tests.streams import (
     created,
     encode,
     export,
+    kpl_bytes,
+    kpl_message,
     lambda_event,
     lambda_record,
     noise,
@@ -308,25 +309,197 @@ def test_an_absurd_amount_is_a_dead_letter_not_a_failed_batch(store_url: str) ->
     assert (counts["deadLettered"], limits[0]["progress"]) == (1, "1")
 
 
-def test_a_malformed_aggregate_is_dead_lettered_whole_not_cut_short(store_url: str) -> None:
-    from aws_kinesis_agg import MAGIC, deaggregator
+def _tampered_aggregate(how: str) -> bytes:
+    items = [(0, encode(created("L1", 1))), (0, b"second"), (0, encode(progress("L1", 2, "1", "0")))]
+    message = kpl_message(items)
+    if how == "partition key index outside its table":
+        # The library stops there: the records after it would vanish.
+        message.records[1].partition_key_index = 7
+    elif how == "explicit hash key index outside its table":
+        # The library raises IndexError from inside its own error report.
+        message.explicit_hash_key_table.append("12345")
+        message.records[1].explicit_hash_key_index = 3
+    elif how == "truncated protobuf":
+        return kpl_bytes(message.SerializeToString()[:-3])
+    return kpl_bytes(message)
 
-    # Valid digest and protobuf, but the second user record points at a partition key that is not
-    # in the table: the library stops there, and the records after it would vanish.
-    message = deaggregator.messages_pb2.AggregatedRecord()
-    message.partition_key_table.append("u1")
-    for index, data in ((0, encode(created("L1", 1))), (7, b"second"), (0, encode(progress("L1", 2, "1", "0")))):
-        user_record = message.records.add()
-        user_record.partition_key_index = index
-        user_record.data = data
-    body = message.SerializeToString()
-    aggregate = MAGIC + body + hashlib.md5(body).digest()
-    event = {"Records": [lambda_record(aggregate, 0), lambda_record(encode(created("L9", 1)), 1)]}
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "partition key index outside its table",
+        "explicit hash key index outside its table",
+        "truncated protobuf",
+    ],
+)
+def test_an_aggregate_that_cannot_be_read_is_dead_lettered_whole_and_the_rest_commits(store_url: str, how: str) -> None:
+    aggregate = _tampered_aggregate(how)
+    arrival = 1_700_000_123.456
+    event = {
+        "Records": [
+            lambda_record(encode(created("L0", 1)), 0),
+            lambda_record(aggregate, 1, arrival_s=arrival, partition_key="kpl"),
+            lambda_record(encode(created("L9", 1)), 2),
+        ]
+    }
     assert aws_lambda.handler(event) == {"batchItemFailures": []}
+    assert aws_lambda.handler(event) == {"batchItemFailures": []}  # re-delivered: kept once
     limits, counts, store = read(store_url)
     [letter] = store.dead_letters()
     store.close()
+    assert [x["userLimitId"] for x in limits] == ["L0", "L9"]
+    assert (counts["applied"], counts["deadLettered"]) == (2, 1)
     assert letter.data == aggregate
-    assert (letter.sequence_number, letter.partition_key) == (str(KINESIS_BASE), "u1")
+    assert letter.reason.startswith("KPL aggregate that cannot be de-aggregated")
+    coordinates = (letter.sequence_number, letter.sub_sequence_number, letter.partition_key, letter.arrival_ms)
+    assert coordinates == (str(KINESIS_BASE + 1), None, "kpl", 1_700_000_123_456)
+    assert (letter.stream_arn, letter.shard_id) == (STREAM_ARN, SHARD)
+
+
+def test_any_exception_from_the_deaggregator_dead_letters_the_aggregate(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_kinesis_agg import deaggregator
+
+    class Surprise(Exception):
+        """Not an exception type the product could know of."""
+
+    def fail(*args: object, **kwargs: object) -> Any:
+        raise Surprise("injected")
+
+    monkeypatch.setattr(deaggregator, "iter_deaggregate_records", fail)
+    aggregate = aggregated([("u1", encode(created("L1", 1)))])
+    event = {"Records": [lambda_record(aggregate, 0), lambda_record(encode(created("L9", 1)), 1)]}
+    assert aws_lambda.handler(event) == {"batchItemFailures": []}
+    limits, _, store = read(store_url)
+    [letter] = store.dead_letters()
+    store.close()
+    assert (letter.data, letter.sequence_number) == (aggregate, str(KINESIS_BASE))
+    assert "Surprise" in letter.reason
     assert [x["userLimitId"] for x in limits] == ["L9"]
+
+
+def _mutated(change: str) -> Any:
+    """A Lambda record of a shape AWS never sends: the record at position 1, changed."""
+    record: Any = lambda_record(encode(created("L5", 1)), 1)
+    kinesis = record["kinesis"]
+    if change == "not an object":
+        return ["a", "list"]
+    if change == "no kinesis":
+        del record["kinesis"]
+    elif change == "kinesis not an object":
+        record["kinesis"] = "kinesis"
+    elif change.startswith("no "):
+        del kinesis[change[3:]]
+    else:
+        name, _, value = change.partition("=")
+        target = record if name in ("eventID", "eventSourceARN") else kinesis
+        target[name] = json.loads(value)
+    return record
+
+
+# (change, whether the dead letter keeps the record's sequence number)
+SHAPES = [
+    ("not an object", False),
+    ("no kinesis", False),
+    ("kinesis not an object", False),
+    ("no data", True),
+    ("data=123", True),
+    ("data=null", True),
+    ('data={"a": 1}', True),
+    ("no sequenceNumber", False),
+    ("sequenceNumber=123", False),
+    ("sequenceNumber=1.5", False),
+    ('sequenceNumber=""', False),
+    ('sequenceNumber="\\u0661\\u0662"', False),  # Arabic-Indic digits
+    ('sequenceNumber="\\ud800"', False),
+    ('approximateArrivalTimestamp="yesterday"', True),
+    ('approximateArrivalTimestamp="1700000000"', True),
+    ("approximateArrivalTimestamp=NaN", True),
+    ("approximateArrivalTimestamp=Infinity", True),
+    ("approximateArrivalTimestamp=-Infinity", True),
+    ("approximateArrivalTimestamp=1e300", True),
+    ("approximateArrivalTimestamp=-5.0", True),
+    ("approximateArrivalTimestamp=true", True),
+    ("approximateArrivalTimestamp=[1]", True),
+    ("partitionKey=5", True),
+    ('partitionKey="\\ud800"', True),  # a lone surrogate: no store can encode it
+    ("eventID=5", True),
+    ('eventSourceARN={"arn": 1}', True),
+]
+
+
+@pytest.mark.parametrize(("change", "keeps_sequence"), SHAPES, ids=[change[:40] for change, _ in SHAPES])
+def test_a_record_of_a_shape_aws_never_sends_is_dead_lettered_and_the_rest_commits(
+    store_url: str, change: str, keeps_sequence: bool
+) -> None:
+    bad = _mutated(change)
+    event = {"Records": [lambda_record(encode(created("L0", 1)), 0), bad, lambda_record(encode(created("L9", 1)), 2)]}
+    assert aws_lambda.handler(event) == {"batchItemFailures": []}
+    assert aws_lambda.handler(event) == {"batchItemFailures": []}  # re-delivered: kept once
+    limits, counts, store = read(store_url)
+    [letter] = store.dead_letters()
+    store.close()
+    assert [x["userLimitId"] for x in limits] == ["L0", "L9"]
+    assert (counts["applied"], counts["deadLettered"]) == (2, 1)
+    assert letter.reason.startswith("Lambda record of a shape AWS never sends: ")
+    assert letter.sequence_number == (str(KINESIS_BASE + 1) if keeps_sequence else None)
+    # Kept whole, as JSON: nothing of it is lost (JSON has no NaN, infinity or lone surrogate).
+    if not any(word in change for word in ("NaN", "Infinity", "ud800")):
+        assert json.loads(letter.data) == bad
+
+
+def test_a_data_string_with_a_lone_surrogate_is_dead_lettered(store_url: str) -> None:
+    record = lambda_record(b"", 1)
+    record["kinesis"]["data"] = "\ud800 not base64"
+    event = {"Records": [lambda_record(encode(created("L0", 1)), 0), record]}
+    assert aws_lambda.handler(event) == {"batchItemFailures": []}
+    _, counts, store = read(store_url)
+    [letter] = store.dead_letters()
+    store.close()
+    assert (counts["applied"], counts["deadLettered"]) == (1, 1)
+    assert letter.sequence_number == str(KINESIS_BASE + 1)
+    assert "UTF-8" in letter.reason
+
+
+@pytest.mark.parametrize(
+    "event",
+    [{"Records": {"a": 1}}, {"Records": "records"}, {"Records": 5}, ["not", "an", "object"], "event"],
+    ids=["Records an object", "Records a string", "Records a number", "a list", "a string"],
+)
+def test_an_event_of_a_shape_aws_never_sends_is_one_dead_letter(store_url: str, event: Any) -> None:
+    assert aws_lambda.handler(event) == {"batchItemFailures": []}
+    _, counts, store = read(store_url)
+    [letter] = store.dead_letters()
+    store.close()
     assert counts["deadLettered"] == 1
+    assert letter.reason.startswith("Lambda event of a shape AWS never sends: ")
+    assert json.loads(letter.data) == event
+
+
+@pytest.mark.parametrize(
+    ("records", "failed", "reported"),
+    [
+        # The bad record has a sequence number: it is reported itself.
+        (["good", "bad arrival", "good"], 1, str(KINESIS_BASE + 1)),
+        # It has none: the record before it is reported, and Lambda retries from there (safe).
+        (["good", "no sequence", "good"], 1, str(KINESIS_BASE)),
+        (["good", "no sequence", "good"], 2, str(KINESIS_BASE + 2)),
+        # Nothing before it: "" makes Lambda retry the whole batch.
+        (["no sequence", "good"], 0, ""),
+    ],
+)
+def test_a_malformed_record_still_gets_a_sensible_item_identifier(
+    store_url: str, records: list[str], failed: int, reported: str
+) -> None:
+    event: dict[str, Any] = {"Records": []}
+    for position, kind in enumerate(records):
+        record = lambda_record(encode(noise(position + 1)), position)
+        if kind == "bad arrival":
+            record["kinesis"]["approximateArrivalTimestamp"] = "yesterday"
+        elif kind == "no sequence":
+            del record["kinesis"]["sequenceNumber"]
+        event["Records"].append(record)
+    processor = aws_lambda.processor()
+    processor.store = PartialStore(processor.store, failed)  # type: ignore[arg-type]
+    assert aws_lambda.handler(event) == {"batchItemFailures": [{"itemIdentifier": reported}]}

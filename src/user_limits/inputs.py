@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 
 from user_limits.errors import UserError
-from user_limits.stream.kinesis_event import records_from_lambda_event
+from user_limits.stream.kinesis_event import MalformedEvent, records_from_lambda_event
 from user_limits.stream.records import StreamRecord
 
 MIB = 1024 * 1024
@@ -237,10 +237,7 @@ def _lambda_event(event: dict[str, object], name: str) -> list[StreamRecord]:
     if not isinstance(event["Records"], list):
         raise InputError(f"{name}: `Records` is not a list: not a Lambda Kinesis event")
     try:
-        records, _ = records_from_lambda_event(event)
-    except KeyError as error:
-        raise InputError(f"{name}: not a Lambda Kinesis event: a record lacks {error}") from None
-    except (TypeError, AttributeError, ValueError) as error:
-        # ValueError: an approximateArrivalTimestamp that is not a number.
+        records, _ = records_from_lambda_event(event, strict=True)
+    except MalformedEvent as error:
         raise InputError(f"{name}: not a Lambda Kinesis event: {error}") from None
     return records

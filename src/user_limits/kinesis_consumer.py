@@ -18,7 +18,6 @@ at any point replays at most the batch in hand, whose effect the store then skip
 
 from __future__ import annotations
 
-import base64
 import random
 import re
 import sys
@@ -37,7 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from user_limits.errors import UserError
 from user_limits.replay import processor_for
 from user_limits.stores.base import LimitStore
-from user_limits.stream.kinesis_event import KPL_MAGIC, deaggregate
+from user_limits.stream.kinesis_event import KPL_MAGIC, expand_aggregate
 from user_limits.stream.records import Checkpoint, Counts, Outcome, Snapshot, StreamRecord
 
 if TYPE_CHECKING:
@@ -119,7 +118,8 @@ def is_finished(checkpoint: Checkpoint | None) -> bool:
 
 
 def stream_records(records: Iterable[RecordTypeDef], stream_arn: str | None, shard_id: str) -> list[StreamRecord]:
-    """GetRecords records as StreamRecords with their Kinesis coordinates, KPL records expanded."""
+    """GetRecords records as StreamRecords with their Kinesis coordinates, KPL records expanded
+    (an aggregate that cannot be read stays whole, to be dead-lettered)."""
     out: list[StreamRecord] = []
     for record in records:
         data = record["Data"]
@@ -127,23 +127,11 @@ def stream_records(records: Iterable[RecordTypeDef], stream_arn: str | None, sha
         partition_key = record["PartitionKey"]
         arrival = record.get("ApproximateArrivalTimestamp")
         arrival_ms = None if arrival is None else int(arrival.timestamp() * 1000)
+        whole = StreamRecord(data, sequence_number, None, partition_key, arrival_ms, stream_arn, shard_id)
         if data.startswith(KPL_MAGIC):
-            # The de-aggregator reads Lambda-shaped records (base64 data).
-            raw = {
-                "kinesis": {
-                    "data": base64.b64encode(data).decode("ascii"),
-                    "partitionKey": partition_key,
-                    "sequenceNumber": sequence_number,
-                }
-            }
-            for sub, (key, user_data) in enumerate(deaggregate(raw, data)):
-                out.append(
-                    StreamRecord(
-                        user_data, sequence_number, sub, key or partition_key, arrival_ms, stream_arn, shard_id
-                    )
-                )
+            out.extend(expand_aggregate(whole))
         else:
-            out.append(StreamRecord(data, sequence_number, None, partition_key, arrival_ms, stream_arn, shard_id))
+            out.append(whole)
     return out
 
 

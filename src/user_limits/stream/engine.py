@@ -3,8 +3,8 @@
 The engine is generic: an :class:`EventFamily` says how to decode bytes, which entity an event
 belongs to, its position, whether it creates the entity, and how it changes it.
 
-- A record that does not decode is dead-lettered; a valid record of a type the family does not
-  handle is ignored.
+- A record that does not decode is dead-lettered, and so is one the transport layer rejected
+  (a :class:`RejectedRecord`); a valid record of a type the family does not handle is ignored.
 - Per entity the state keeps the position of the last applied event; an event at or below it is a
   duplicate or a late copy and is skipped.
 - An event for an entity that does not exist yet is parked (once per position); when the entity is
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar
 
-from user_limits.stream.records import DeadLetter, Outcome, ParkedEvent, Snapshot, StreamRecord
+from user_limits.stream.records import DeadLetter, Outcome, ParkedEvent, RejectedRecord, Snapshot, StreamRecord
 
 E = TypeVar("E")
 S = TypeVar("S")
@@ -69,6 +69,9 @@ def decode_batch(family: EventFamily[E, S], records: Sequence[StreamRecord]) -> 
     decode = family.decode
     events = decoded.events
     for index, record in enumerate(records):
+        if type(record) is RejectedRecord:
+            decoded.dead_letters.append((index, DeadLetter.of(record, record.reason)))
+            continue
         data = record.data
         try:
             event = decode(data)

@@ -1,102 +1,267 @@
 """Records of a Lambda Kinesis event, base64-decoded, with KPL-aggregated records expanded.
 
 Lambda's ``eventID`` is ``shardId-000000000000:<sequence number>``: the shard comes from it.
+
+Whatever arrives gets an outcome. A Lambda record of a shape AWS never sends (no ``kinesis``, data
+that is not a string, an arrival time that is not a finite number...) and a KPL aggregate that
+cannot be de-aggregated each become one :class:`RejectedRecord`, dead-lettered with the
+coordinates it has; the records around it are not affected.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import reprlib
 from binascii import Error as BinasciiError
 from binascii import a2b_base64 as _a2b_base64
 from collections.abc import Mapping
 from typing import Any
 
-from user_limits.stream.records import StreamRecord
+import msgspec
+
+from user_limits.stream.records import RejectedRecord, StreamRecord
 
 # Records written by the Kinesis Producer Library in its aggregated format start with these bytes.
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
 
+# An arrival time in seconds whose milliseconds fit the stores' signed 64-bit columns, with room
+# to spare for float rounding.
+MAX_ARRIVAL_S = 9e15
+
 _b64decode = base64.b64decode
 # StreamRecord's generated __new__ is a Python function; building the tuple directly skips it.
 _new_record = tuple.__new__
+# Sorted keys: a re-delivered copy of a malformed record is the same bytes, so the same dead letter.
+_encode_json = msgspec.json.Encoder(order="deterministic").encode
 
 
-def records_from_lambda_event(event: Mapping[str, Any]) -> tuple[list[StreamRecord], list[str]]:
-    """The user records of the event and, index for index, the Kinesis sequence number of the
-    Lambda record each came from (the identifier Lambda expects in ``batchItemFailures``)."""
+class MalformedEvent(ValueError):
+    """A Lambda event of a shape AWS never sends (raised only when asked to be strict)."""
+
+
+def records_from_lambda_event(event: object, strict: bool = False) -> tuple[list[StreamRecord], list[str]]:
+    """The user records of a Lambda Kinesis event and, index for index, the Kinesis sequence number of the
+    Lambda record each came from: the identifier Lambda expects in ``batchItemFailures``. A record
+    without a sound sequence number gets that of the record before it, or "" for the first one
+    (Lambda then retries from an earlier record, or the whole batch: nothing is lost).
+
+    A malformed record is a :class:`RejectedRecord`; with ``strict`` it raises MalformedEvent instead
+    (an operator's file is refused with the reason rather than half-replayed).
+    """
+    if not isinstance(event, Mapping):  # Lambda passes any JSON it is invoked with
+        return _rejected_event(event, "the event is not an object", strict)
+    raw_records = event.get("Records")
+    if raw_records is None:
+        return [], []
+    if type(raw_records) is not list:
+        return _rejected_event(event, "`Records` is not a list", strict)
     records: list[StreamRecord] = []
     parents: list[str] = []
     add, add_parent = records.append, parents.append
-    for raw in event.get("Records") or ():
-        kinesis = raw["kinesis"]
-        sequence_number = kinesis["sequenceNumber"]
-        if type(sequence_number) is not str:
-            sequence_number = str(sequence_number)
-        arrival = kinesis.get("approximateArrivalTimestamp")
-        if type(arrival) is float:  # what Lambda sends: no conversion needed
-            arrival_ms: int | None = int(arrival * 1000)
-        else:
-            arrival_ms = None if arrival is None else int(float(arrival) * 1000)
-        encoded = kinesis["data"]
+    for raw in raw_records:
+        # The fast path takes what Lambda sends; anything else takes the careful path.
         try:
-            # binascii directly: base64.b64decode's wrapper costs as much as the decoding.
-            data = _a2b_base64(encoded, strict_mode=True)
-        except (BinasciiError, TypeError, ValueError):
-            data = encoded.encode() if isinstance(encoded, str) else str(encoded).encode()
-        event_id = raw.get("eventID")
-        shard_id = event_id.partition(":")[0] or None if event_id else None
-        partition_key = kinesis.get("partitionKey")
-        stream_arn = raw.get("eventSourceARN")
-        if data.startswith(KPL_MAGIC):
-            for sub, (user_key, user_data) in enumerate(deaggregate(raw, data)):
-                add(
-                    StreamRecord(
-                        user_data, sequence_number, sub, user_key or partition_key, arrival_ms, stream_arn, shard_id
-                    )
-                )
-                add_parent(sequence_number)
+            kinesis = raw["kinesis"]
+            sequence_number = kinesis["sequenceNumber"]
+            arrival = kinesis["approximateArrivalTimestamp"]
+            encoded = kinesis["data"]
+            partition_key = kinesis["partitionKey"]
+            event_id = raw["eventID"]
+            stream_arn = raw["eventSourceARN"]
+            # Each test costs every record, so few and cheap ones. isascii() raises AttributeError on
+            # what is not text, and ASCII cannot hold a lone surrogate (JSON allows "\ud800"), which
+            # no store can encode. "" is no identity: it would merge dead letters. How long text may
+            # be is for the stores to handle.
+            if not (
+                type(arrival) is float
+                and 0.0 <= arrival < MAX_ARRIVAL_S
+                and sequence_number
+                and sequence_number.isascii()
+                and partition_key.isascii()
+                and event_id.isascii()
+                and stream_arn.isascii()
+            ):
+                raise ValueError
+            try:
+                # binascii directly: base64.b64decode's wrapper costs as much as the decoding. It
+                # raises TypeError on what is not text.
+                data = _a2b_base64(encoded, strict_mode=True)
+            except (BinasciiError, ValueError):
+                data = _not_base64(encoded)
+            shard_id = event_id.partition(":")[0] or None
+        except Exception:  # not what Lambda sends: a field missing, of another type, not ASCII
+            record = _careful(raw)
+            if type(record) is RejectedRecord and strict:
+                raise MalformedEvent(f"record {raw_records.index(raw) + 1}: {record.reason}") from None
+            parent = record.sequence_number or (parents[-1] if parents else "")
         else:
-            fields = (data, sequence_number, None, partition_key, arrival_ms, stream_arn, shard_id)
-            add(_new_record(StreamRecord, fields))
-            add_parent(sequence_number)
+            fields = (data, sequence_number, None, partition_key, int(arrival * 1000), stream_arn, shard_id)
+            record = _new_record(StreamRecord, fields)
+            parent = sequence_number
+        if record.data.startswith(KPL_MAGIC) and type(record) is not RejectedRecord:
+            expanded = expand_aggregate(record)
+            records.extend(expanded)
+            parents.extend([parent] * len(expanded))
+        else:
+            add(record)
+            add_parent(parent)
     return records, parents
 
 
-def deaggregate(raw: Mapping[str, Any], data: bytes) -> list[tuple[str | None, bytes]]:
-    """The (partition key, data) of each user record in a KPL-aggregated record.
+def _not_base64(encoded: str) -> bytes:
+    """Data that is not base64, kept as it came for the decoder to dead-letter. surrogatepass: a
+    lone surrogate (JSON allows "\\ud800") becomes bytes that are not UTF-8, not an exception."""
+    return encoded.encode("utf-8", "surrogatepass")
+
+
+def _data(encoded: str) -> bytes:
+    try:
+        return _a2b_base64(encoded, strict_mode=True)
+    except (BinasciiError, ValueError):
+        return _not_base64(encoded)
+
+
+def _careful(raw: object) -> StreamRecord:
+    """A Lambda record the fast path did not take, each field checked on its own.
+
+    An absent optional field is an unknown coordinate (hand-written events in replay files leave
+    them out). A field of a shape AWS never sends makes the record a RejectedRecord: kept whole, as
+    JSON, with the coordinates that are sound.
+    """
+    if not isinstance(raw, dict):
+        return _rejected(raw, ["the record is not an object"], (None, None, None, None, None))
+    problems: list[str] = []
+    kinesis = raw.get("kinesis")
+    if not isinstance(kinesis, dict):
+        problems.append("`kinesis` is missing or not an object")
+        kinesis = {}
+    sequence_number = kinesis.get("sequenceNumber")
+    if not (type(sequence_number) is str and sequence_number and sequence_number.isascii()):
+        problems.append("`kinesis.sequenceNumber` is missing or not a non-empty ASCII string")
+        sequence_number = None
+    encoded = kinesis.get("data")
+    data = _data(encoded) if type(encoded) is str else None
+    if data is None:
+        problems.append("`kinesis.data` is missing or not a string")
+    arrival = kinesis.get("approximateArrivalTimestamp")
+    arrival_ms: int | None = None
+    if arrival is not None:
+        if type(arrival) in (float, int) and 0 <= arrival < MAX_ARRIVAL_S:
+            arrival_ms = int(arrival * 1000)
+        else:
+            problems.append("`kinesis.approximateArrivalTimestamp` is not a number of seconds since 1970")
+    partition_key = _text(kinesis, "partitionKey", problems, "kinesis.")
+    stream_arn = _text(raw, "eventSourceARN", problems)
+    event_id = _text(raw, "eventID", problems)
+    shard_id = event_id.partition(":")[0] or None if event_id else None
+    coordinates = (sequence_number, partition_key, arrival_ms, stream_arn, shard_id)
+    if problems or data is None:
+        return _rejected(raw, problems, coordinates)
+    return StreamRecord(data, sequence_number, None, partition_key, arrival_ms, stream_arn, shard_id)
+
+
+def _text(fields: dict[str, Any], name: str, problems: list[str], prefix: str = "") -> str | None:
+    """An optional text field; None, with a problem noted, if it is not text."""
+    value = fields.get(name)
+    if value is None or _is_text(value):
+        return value
+    problems.append(f"`{prefix}{name}` is not a string of Unicode (without lone surrogates)")
+    return None
+
+
+def _is_text(value: object) -> bool:
+    """A string that UTF-8 can encode: no lone surrogate."""
+    if type(value) is not str:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _rejected_event(event: object, problem: str, strict: bool) -> tuple[list[StreamRecord], list[str]]:
+    """The whole event as one record to dead-letter; it has no coordinates, so no sequence number
+    to report ("" makes Lambda retry the whole batch, which is safe)."""
+    reason = f"Lambda event of a shape AWS never sends: {problem}"
+    if strict:
+        raise MalformedEvent(reason)
+    return [RejectedRecord.of(StreamRecord(_as_bytes(event)), reason)], [""]
+
+
+def _rejected(
+    raw: object, problems: list[str], coordinates: tuple[str | None, str | None, int | None, str | None, str | None]
+) -> RejectedRecord:
+    sequence_number, partition_key, arrival_ms, stream_arn, shard_id = coordinates
+    record = StreamRecord(_as_bytes(raw), sequence_number, None, partition_key, arrival_ms, stream_arn, shard_id)
+    return RejectedRecord.of(record, "Lambda record of a shape AWS never sends: " + "; ".join(problems))
+
+
+def _as_bytes(value: object) -> bytes:
+    """What arrived, as JSON: the dead letter keeps all of it."""
+    try:
+        return _encode_json(value)
+    except Exception:  # not JSON (a lone surrogate, nesting too deep): its repr, bounded
+        return reprlib.repr(value).encode("utf-8", "backslashreplace")
+
+
+def expand_aggregate(record: StreamRecord) -> list[StreamRecord]:
+    """The one place a KPL aggregate becomes records, for the Lambda handler, the consumer and replay.
+
+    Each user record keeps the aggregate's coordinates, with its sub-sequence number and its own
+    partition key. A record that only looks aggregated (its MD5 digest does not match) comes back
+    unchanged, for the decoder to judge like any other. An aggregate that cannot be read comes back
+    whole as a RejectedRecord: dead-lettered with its coordinates, while the records around it commit.
 
     The library is imported only when an aggregated record shows up: it pulls in protobuf, which
-    would cost every cold start otherwise. A record that only looks aggregated (bad checksum or
-    protobuf) comes back whole, and is then dead-lettered by the decoder.
+    would cost every cold start otherwise.
     """
-    from aws_kinesis_agg.deaggregator import iter_deaggregate_records
+    from aws_kinesis_agg import DIGEST_SIZE
 
-    kinesis = dict(raw["kinesis"])
-    kinesis.setdefault("kinesisSchemaVersion", "1.0")
-    kinesis.setdefault("approximateArrivalTimestamp", None)
-    user_records = [
-        (user["kinesis"].get("partitionKey"), _b64decode(user["kinesis"]["data"]))
-        for user in iter_deaggregate_records([{**raw, "kinesis": kinesis}])
-    ]
-    expected = _aggregated_count(data)
-    if expected is not None and len(user_records) != expected:
-        # The library prints an error and stops at a bad user record (a key index out of its table):
-        # the rest would vanish. Keep the record whole instead, to be dead-lettered with its bytes.
-        return [(None, data)]
-    return user_records
-
-
-def _aggregated_count(data: bytes) -> int | None:
-    """How many user records a well-formed aggregate holds; None if it is not one."""
-    from aws_kinesis_agg import DIGEST_SIZE, deaggregator
-
+    data = record.data
     body, digest = data[len(KPL_MAGIC) : -DIGEST_SIZE], data[-DIGEST_SIZE:]
     if len(data) <= len(KPL_MAGIC) + DIGEST_SIZE or hashlib.md5(body).digest() != digest:
-        return None
-    message = deaggregator.messages_pb2.AggregatedRecord()
+        return [record]
     try:
-        message.ParseFromString(body)
-    except deaggregator.google.protobuf.message.DecodeError:
-        return None
-    return len(message.records)
+        user_records = _deaggregate(data, body)
+    except Exception as error:
+        # Broad on purpose: which exceptions aws_kinesis_agg and protobuf raise on a bad aggregate is
+        # no contract of theirs (a key index out of its table raises IndexError from inside the
+        # library's own error report, truncated protobuf raises DecodeError...). Whatever it is, the
+        # aggregate can never be read, and retrying its batch would fail for ever.
+        reason = f"KPL aggregate that cannot be de-aggregated: {type(error).__name__}: {error}"
+        return [RejectedRecord.of(record, reason[:500])]
+    _, sequence_number, _, partition_key, arrival_ms, stream_arn, shard_id = record
+    return [
+        StreamRecord(user_data, sequence_number, sub, user_key or partition_key, arrival_ms, stream_arn, shard_id)
+        for sub, (user_key, user_data) in enumerate(user_records)
+    ]
+
+
+def _deaggregate(data: bytes, body: bytes) -> list[tuple[str, bytes]]:
+    """The (partition key, data) of each user record of an aggregate whose digest matches."""
+    from aws_kinesis_agg import deaggregator
+
+    message = deaggregator.messages_pb2.AggregatedRecord()
+    message.ParseFromString(body)
+    expected = len(message.records)
+    # The library reads Lambda-shaped records (base64 data).
+    lambda_shaped = {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "sequenceNumber": "",
+            "approximateArrivalTimestamp": None,
+            "data": base64.b64encode(data).decode("ascii"),
+        }
+    }
+    user_records = [
+        (user["kinesis"]["partitionKey"], _b64decode(user["kinesis"]["data"]))
+        for user in deaggregator.iter_deaggregate_records(lambda_shaped)
+    ]
+    if len(user_records) != expected:
+        # The library prints an error and stops at some bad user records: the rest would vanish.
+        raise ValueError(f"{expected - len(user_records)} of its {expected} user records cannot be read")
+    if not all(_is_text(user_key) for user_key, _ in user_records):
+        raise ValueError("a user record's partition key is not a string of Unicode")
+    return user_records

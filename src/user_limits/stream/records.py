@@ -25,6 +25,20 @@ class StreamRecord(NamedTuple):
     shard_id: str | None = None
 
 
+class RejectedRecord(StreamRecord):
+    """A record the transport layer already knows is unusable: a KPL aggregate that cannot be
+    de-aggregated, a Lambda record of a shape AWS never sends. It is dead-lettered with ``reason``
+    and its coordinates, never decoded (its bytes might even look like a valid envelope)."""
+
+    reason: str
+
+    @classmethod
+    def of(cls, record: StreamRecord, reason: str) -> RejectedRecord:
+        rejected = cls._make(record)
+        rejected.reason = reason
+        return rejected
+
+
 class DeadLetter(NamedTuple):
     """A record that can never be applied, kept with its raw bytes and coordinates."""
 
