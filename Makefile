@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SERVERS := tools/servers
+# The SAM CLI pins boto3, click and a dozen others exactly: it gets its own environment and lock.
+SAM_VENV := .venv-sam
 
 .PHONY: demo test lint bench stack lambda system-deps clean
 
@@ -22,6 +24,12 @@ $(SERVERS)/node_modules/.installed: $(SERVERS)/package.json $(SERVERS)/package-l
 	cd $(SERVERS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(SAM_VENV)/.installed: tools/sam/requirements.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --no-deps --require-hashes -r tools/sam/requirements.txt
+	$(SAM_VENV)/bin/pip check >/dev/null
+	touch $@
+
 system-deps:
 	./scripts/install-system-deps.sh
 
@@ -30,7 +38,7 @@ demo: $(VENV)/.runtime
 	$(BIN)/user-limits demo
 
 ## test: install the test dependencies and servers, lint, type-check, run the whole suite
-test: $(VENV)/.dev $(SERVERS)/node_modules/.installed system-deps
+test: $(VENV)/.dev $(SERVERS)/node_modules/.installed $(SAM_VENV)/.installed system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
@@ -53,4 +61,4 @@ lambda: $(VENV)/.runtime
 	$(BIN)/user-limits build-lambda
 
 clean:
-	rm -rf $(VENV) dist build $(SERVERS)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SAM_VENV) dist build $(SERVERS)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
