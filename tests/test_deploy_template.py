@@ -26,6 +26,7 @@ from tests.sam_template import SAM_VENV, TEMPLATE, cfn_lint, expand, read
 from tests.servers.dynamodb_local import REGION, DynamoDBServer
 from tests.streams import lambda_event
 from user_limits import aws_lambda
+from user_limits.cli.check_config import warnings
 
 BUCKET = "user-limits-artifacts"
 SECRET = "s" * 32
@@ -345,6 +346,7 @@ def test_the_mapping_has_the_safe_failure_settings(make_stack: Callable[..., Sta
     assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"]) == (1000, 1)
     assert (mapping["StartingPosition"], mapping["ParallelizationFactor"]) == ("TRIM_HORIZON", 1)
     assert "FilterCriteria" not in mapping
+    assert warnings(mapping, kpl_single_key=True) == []
 
 
 @pytest.mark.servers
@@ -364,6 +366,7 @@ def test_parameters_reach_the_mapping(make_stack: Callable[..., Stack]) -> None:
     assert (mapping["MaximumRetryAttempts"], mapping["MaximumRecordAgeInSeconds"]) == (3, 3600)
     (pattern,) = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
     assert pattern == {"data": {"type": ["USER_LIMIT_CREATED", "USER_LIMIT_PROGRESS_CHANGED", "USER_LIMIT_RESET"]}}
+    assert [line.split(" (")[0] for line in warnings(mapping)] == ["a data filter on type"]
 
 
 @pytest.mark.servers
