@@ -5,6 +5,7 @@ prometheus-client's own parser."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers.dynamodb_local import free_port
+from tests.servers.kinesis_local import DUMMY_CREDENTIALS, KinesisLocalServer
 from tests.streams import created, encode, noise, progress
 from tests.test_api import ADMIN, SAMPLE_USER, SECRET, seed_sample
 from user_limits.api.app import create_app
@@ -206,3 +208,62 @@ def test_the_consumer_metrics_server(tmp_path: Path) -> None:
         server.shutdown()
     assert value(found, "user_limits_consumer_records_total", shard="shardId-000000000000", outcome="applied") == 3
 
+
+@pytest.mark.servers
+def test_consume_serves_metrics_per_shard(kinesis_local: KinesisLocalServer, tmp_path: Path) -> None:
+    stream = kinesis_local.create_stream(1)
+    kinesis_local.put(stream, [(f"user-{n}", encode(created(f"limit-{n}", 1, f"user-{n}"))) for n in range(5)])
+    kinesis_local.put(stream, [("user-0", encode(noise(2)))])
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "user_limits",
+        "consume",
+        "--stream",
+        stream,
+        "--store",
+        f"sqlite:///{tmp_path}/s.db",
+    ]
+    command += ["--endpoint", kinesis_local.endpoint, "--poll-interval", "0.05", "--metrics-port", str(port)]
+    consumer = subprocess.Popen(command, env={**os.environ, **DUMMY_CREDENTIALS}, stderr=subprocess.PIPE, text=True)
+    shard = "shardId-000000000000"
+    recorded = "user_limits_consumer_records_total"
+    found: Samples = {}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and consumer.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                    found = samples(answer.read().decode())
+            except OSError:
+                pass
+            if (value(found, recorded, shard=shard, outcome="applied") or 0) + (
+                value(found, recorded, shard=shard, outcome="ignored") or 0
+            ) >= 6:
+                break
+            time.sleep(0.1)
+        consumer.send_signal(signal.SIGTERM)
+        _, stderr = consumer.communicate(timeout=20)
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+    assert consumer.returncode == 0, stderr
+    assert value(found, recorded, shard=shard, outcome="applied") == 5
+    assert value(found, recorded, shard=shard, outcome="ignored") == 1
+    assert (value(found, "user_limits_consumer_batch_duration_seconds_count", shard=shard) or 0) >= 1
+    assert value(found, "user_limits_consumer_newest_record_age_seconds", shard=shard) is not None
+
+
+def test_consume_metrics_port_in_use_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "user_limits", "consume", "--stream", "s", "--metrics-port", str(port)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"user-limits: error: --metrics-port {port}: cannot listen")
+    assert len(done.stderr.splitlines()) == 1
