@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 SERVERS := tools/servers
 # The SAM CLI pins boto3, click and a dozen others exactly: it gets its own environment and lock.
 SAM_VENV := .venv-sam
+# Lambda's python3.12 runtime around the unpacked lambda.zip: awslambdaric and boto3 on Python 3.12.
+LAMBDA_VENV := .venv-lambda
 
 .PHONY: demo test lint bench stack lambda system-deps clean
 
@@ -30,6 +32,13 @@ $(SAM_VENV)/.installed: tools/sam/requirements.txt
 	$(SAM_VENV)/bin/pip check >/dev/null
 	touch $@
 
+# Without a Python 3.12 on the machine, nothing is made and the Lambda runtime tests say they skip.
+$(LAMBDA_VENV)/.installed: tools/lambda-runtime/requirements.txt
+	@python312="$$(./scripts/find-python.sh 3.12)" || { echo "no Python 3.12 found: the Lambda runtime tests will skip"; exit 0; }; \
+	set -e; "$$python312" -m venv $(LAMBDA_VENV); \
+	$(LAMBDA_VENV)/bin/pip install --quiet --no-deps --require-hashes -r tools/lambda-runtime/requirements.txt; \
+	touch $@
+
 system-deps:
 	./scripts/install-system-deps.sh
 
@@ -38,7 +47,7 @@ demo: $(VENV)/.runtime
 	$(BIN)/user-limits demo
 
 ## test: install the test dependencies and servers, lint, type-check, run the whole suite
-test: $(VENV)/.dev $(SERVERS)/node_modules/.installed $(SAM_VENV)/.installed system-deps
+test: $(VENV)/.dev $(SERVERS)/node_modules/.installed $(SAM_VENV)/.installed $(LAMBDA_VENV)/.installed system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
@@ -61,4 +70,4 @@ lambda: $(VENV)/.runtime
 	$(BIN)/user-limits build-lambda
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) dist build $(SERVERS)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SAM_VENV) $(LAMBDA_VENV) dist build $(SERVERS)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
