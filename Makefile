@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SERVERS := tools/servers
 # The SAM CLI pins boto3, click and a dozen others exactly: it gets its own environment and lock.
 SAM_VENV := .venv-sam
-# Lambda's python3.12 runtime around the unpacked lambda.zip: awslambdaric and boto3 on Python 3.12.
+# Lambda's python3.12 runtime around the unpacked lambda.zip: awslambdaric on Python 3.12.
 LAMBDA_VENV := .venv-lambda
 
 .PHONY: demo test lint bench stack lambda system-deps clean
