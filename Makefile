@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements
 SERVERS := tools/servers
+# The SAM CLI pins boto3, click and a dozen others exactly: it gets its own environment and lock.
+SAM_VENV := .venv-sam
+# Lambda's python3.12 runtime around the unpacked lambda.zip: awslambdaric on Python 3.12.
+LAMBDA_VENV := .venv-lambda
 
 .PHONY: demo test lint bench stack lambda lock system-deps clean
 
@@ -41,6 +45,19 @@ $(SERVERS)/node_modules/.installed: $(SERVERS)/package.json $(SERVERS)/package-l
 	cd $(SERVERS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(SAM_VENV)/.installed: tools/sam/requirements.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --no-deps --require-hashes -r tools/sam/requirements.txt
+	$(SAM_VENV)/bin/pip check >/dev/null
+	touch $@
+
+# Without a Python 3.12 on the machine, nothing is made and the Lambda runtime tests say they skip.
+$(LAMBDA_VENV)/.installed: tools/lambda-runtime/requirements.txt
+	@python312="$$(./scripts/find-python.sh 3.12)" || { echo "no Python 3.12 found: the Lambda runtime tests will skip"; exit 0; }; \
+	set -e; "$$python312" -m venv $(LAMBDA_VENV); \
+	$(LAMBDA_VENV)/bin/pip install --quiet --no-deps --require-hashes -r tools/lambda-runtime/requirements.txt; \
+	touch $@
+
 system-deps:
 	./scripts/install-system-deps.sh
 
@@ -49,7 +66,7 @@ demo: $(VENV)/.runtime
 	$(BIN)/user-limits demo
 
 ## test: install the test dependencies and servers, lint, type-check, run the whole suite
-test: $(VENV)/.dev $(SERVERS)/node_modules/.installed system-deps
+test: $(VENV)/.dev $(SERVERS)/node_modules/.installed $(SAM_VENV)/.installed $(LAMBDA_VENV)/.installed system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
@@ -92,4 +109,4 @@ lock: $(VENV)/.uv
 	$(UV_COMPILE) -c $(LOCK)/dev.txt pyproject.toml --extra lambda -o $(LOCK)/lambda.txt
 
 clean:
-	rm -rf $(VENV) dist build $(SERVERS)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SAM_VENV) $(LAMBDA_VENV) dist build $(SERVERS)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -28,10 +28,11 @@ PAGE_HEADERS = {
 }
 
 
-def create_app(settings: Settings | None = None, store: LimitStore | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, store: LimitStore | None = None, metrics: bool = False) -> FastAPI:
     """The API. Raises ConfigError (one line for the user) if auth is on without a key.
 
     A store passed in stays the caller's; one opened here from ``settings.store`` is closed at shutdown.
+    ``metrics``: time every request and serve ``/metrics`` (needs the ``metrics`` extra).
     """
     settings = settings or load_settings()
     verifier = build_verifier(settings)
@@ -57,6 +58,10 @@ def create_app(settings: Settings | None = None, store: LimitStore | None = None
     app.state.reader = StoreReader(opened)
     app.state.verifier = verifier
     errors.install(app)
+    if metrics:
+        from user_limits.api.metrics import install as install_metrics
+
+        app.state.metrics = install_metrics(app, app.state.reader)
     app.include_router(user_limits.router)
     app.include_router(health.router)
 

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from user_limits.bootstrap import open_store, store_url
 from user_limits.cli.app import StoreOption, app
+from user_limits.errors import UserError
+
+if TYPE_CHECKING:
+    from user_limits.metrics import ConsumerMetrics
 
 StreamOption = Annotated[str, typer.Option("--stream", metavar="NAME", help="The Kinesis stream.")]
 EndpointOption = Annotated[
@@ -57,6 +61,11 @@ def consume(
     log_interval: Annotated[
         float, typer.Option("--log-interval", min=0.1, help="Seconds between progress lines.")
     ] = 10.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", min=0, max=65535, help="Serve Prometheus /metrics on this port."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Interface of /metrics.")] = "127.0.0.1",
 ) -> None:
     """Read every shard of a Kinesis stream into the store, checkpointing with each batch.
 
@@ -70,9 +79,15 @@ def consume(
     options = ConsumerOptions(
         stream, start, batch_size, poll_interval, stop_when_idle, worker, workers, shard_refresh, log_interval
     )
+    metrics = _consumer_metrics(metrics_port, metrics_host)
     target = open_store(store_url(store))
 
     def install(consumer: Consumer) -> None:
+        if metrics is not None:
+            from user_limits.metrics import MeteredProcessor
+
+            consumer.processor = MeteredProcessor(consumer.processor, metrics)
+
         def on_signal(signum: int, frame: Any) -> None:
             consumer.stop()
 
@@ -83,6 +98,22 @@ def consume(
         run_consumer(target, options, endpoint, region, on_consumer=install)
     finally:
         target.close()
+
+
+def _consumer_metrics(port: int | None, host: str) -> ConsumerMetrics | None:
+    """The consumer's metrics, served on ``host:port``; None without a port."""
+    if port is None:
+        return None
+    try:
+        from user_limits.metrics import ConsumerMetrics
+    except ImportError:
+        raise UserError("--metrics-port needs prometheus-client: pip install 'user-limits[metrics]'") from None
+    metrics = ConsumerMetrics()
+    try:
+        metrics.serve(port, host)
+    except OSError as error:
+        raise UserError(f"--metrics-port {port}: cannot listen on {host}: {error.strerror or error}") from None
+    return metrics
 
 
 @app.command()
