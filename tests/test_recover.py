@@ -422,3 +422,31 @@ def test_a_queue_that_does_not_exist_is_one_line_and_exit_2(run: Any, moto_endpo
     assert done.code == 2
     assert done.err.startswith("user-limits: error: --queue ") and "cannot receive" in done.err
     assert len(done.err.splitlines()) == 1
+
+
+def test_a_store_that_fails_keeps_the_message(stream: Stream, sqs: Any, queue: str, tmp_path: Path) -> None:
+    from user_limits.recover import Recovery, Report, recover_queue
+
+    seqs = stream.sequence_numbers
+    body = json.dumps(on_failure_record(stream.arn, seqs[0], seqs[2], 3))
+    send(sqs, queue, body)
+    store = open_store(f"sqlite:///{tmp_path}/store.db")
+
+    class Down:
+        """The real store, except that it cannot commit."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def apply_batch(self, *args: Any) -> Any:
+            raise ConnectionError("the store is down")
+
+    reports: list[Report] = []
+    recovery = Recovery(Down(), reports.append, stream.kinesis.endpoint)
+    recover_queue(recovery, sqs, queue)
+
+    assert [(r.outcome, r.records) for r in reports] == [("kept", 0)]
+    assert reports[0].detail.startswith("the store failed: ConnectionError: the store is down (the first 0 records")
+    assert bodies_in_queue(sqs, queue) == [body]
+    assert export(store) == []
+    store.close()
