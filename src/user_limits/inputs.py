@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 
 from user_limits.errors import UserError
-from user_limits.stream.kinesis_event import MalformedEvent, records_from_lambda_event
+from user_limits.kinesis.records import MalformedEvent, records_from_lambda_event
 from user_limits.stream.records import StreamRecord
 
 MIB = 1024 * 1024
