@@ -112,14 +112,13 @@ class Tally:
 
 
 class ShardReader:
-    """Reads one shard: GetRecords, one batch per response, backoff on failures."""
+    """Reads one shard: GetRecords, one batch per response, backoff on failures.
 
-    def __init__(
-        self,
-        shard_id: str,
-        has_parent: bool,
-        consumer: Consumer,
-    ) -> None:
+    The client, the processor, the checkpoints, the options, the log and the clock are its
+    consumer's; what it keeps of its own is where it is in the shard.
+    """
+
+    def __init__(self, shard_id: str, has_parent: bool, consumer: Consumer) -> None:
         self.shard_id = shard_id
         self.has_parent = has_parent
         self.consumer = consumer
