@@ -3,7 +3,7 @@
 The same valid envelopes from the synthetic stream, split into handled types (envelope and payload
 decoded) and ignored types (only the envelope matters). Three decoders:
 
-- msgspec: ``user_limits.codec.UserLimitFamily.decode``, what the product runs (envelope with the
+- msgspec: ``user_limits.family.UserLimitFamily.decode``, what the product runs (envelope with the
   payload kept raw, then the payload of a handled type into its struct, finite decimals checked);
 - pydantic, two steps: ``Envelope.model_validate_json`` then the payload model's ``model_validate``
   (what the reference handler does, and the usual way);
@@ -84,9 +84,9 @@ def pydantic_one_pass(data: bytes) -> object | None:
 
 def samples(records: int) -> tuple[list[bytes], list[bytes]]:
     """Valid envelopes of handled types and of ignored types, in stream order."""
-    from user_limits.codec import UserLimitFamily
+    from user_limits.family import UserLimitFamily
     from user_limits.stream.engine import InvalidRecord
-    from user_limits.synthetic import generate
+    from user_limits.testing.synthetic import generate
 
     family = UserLimitFamily()
     handled: list[bytes] = []
@@ -111,7 +111,7 @@ def best_rate(decode: Callable[[bytes], object], items: Sequence[bytes], runs: i
 
 
 def run(quick: bool = False) -> dict[str, object]:
-    from user_limits.codec import UserLimitFamily
+    from user_limits.family import UserLimitFamily
 
     size = QUICK if quick else FULL
     handled, ignored = samples(size["records"])

@@ -24,7 +24,7 @@ from typing import Any
 from tests.servers.dynamodb_local import DUMMY_CREDENTIALS, DynamoDBServer
 
 from bench.handler_bench import stdout_silenced
-from bench.lambda_events import lambda_events
+from user_limits.testing.lambda_events import lambda_events
 
 TARGET = 0.5
 FULL = {"records": 10_000, "users": 2_000, "batch": 1_000}
@@ -50,11 +50,11 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 def run(quick: bool = False) -> dict[str, object]:
     from user_limits import aws_lambda
     from user_limits.domain.model import export_dict
+    from user_limits.kinesis.records import records_from_lambda_event
     from user_limits.replay import replay
     from user_limits.stores.dynamodb_store import DynamoDBStore, initialize
     from user_limits.stores.memory_store import MemoryStore
-    from user_limits.stream.kinesis_event import records_from_lambda_event
-    from user_limits.synthetic import generate
+    from user_limits.testing.synthetic import generate
 
     size = QUICK if quick else FULL
     stream = generate(size["records"], size["users"], SEED)

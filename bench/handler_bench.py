@@ -21,8 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
-from bench.lambda_events import lambda_events
 from bench.reference_handler import ReferenceProjector
+from user_limits.testing.lambda_events import lambda_events
 
 Event = dict[str, Any]
 
@@ -34,7 +34,7 @@ SEED = 20_260_101
 
 
 def build_events(records: int, users: int, batch: int, seed: int = SEED) -> list[Event]:
-    from user_limits.synthetic import generate
+    from user_limits.testing.synthetic import generate
 
     stream = generate(records, users, seed)
     return lambda_events(((record.partition_key, record.data) for record in stream), batch)

@@ -11,13 +11,13 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from bench.lambda_events import lambda_record as kinesis_lambda_record
 from hypothesis import strategies as st
 
-from user_limits.codec import UserLimitFamily
+from user_limits.family import UserLimitFamily
 from user_limits.stores.base import LimitStore
 from user_limits.stream.batch import BatchProcessor, BatchResult
 from user_limits.stream.records import Checkpoint, StreamRecord
+from user_limits.testing.lambda_events import lambda_record as kinesis_lambda_record
 
 CREATED = "USER_LIMIT_CREATED"
 PROGRESS = "USER_LIMIT_PROGRESS_CHANGED"

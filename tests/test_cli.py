@@ -459,7 +459,7 @@ def test_the_progress_bar_shows_a_file_name_as_it_is() -> None:
 
     from rich.console import Console
 
-    from user_limits.cli.render import progress_bar
+    from user_limits.cli.render import replay_bar as progress_bar
 
     screen = io.StringIO()
     with progress_bar(Console(file=screen, force_terminal=True, width=100)) as bar:

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from tests.streams import created, encode, noise, progress, reset
-from user_limits.codec import UserLimitFamily
 from user_limits.domain.events import (
     LIMIT_PERIODS,
     LIMIT_STATUSES,
@@ -19,6 +18,7 @@ from user_limits.domain.events import (
     LimitReset,
     ProgressChanged,
 )
+from user_limits.family import UserLimitFamily
 from user_limits.stream.engine import InvalidRecord
 
 family = UserLimitFamily()

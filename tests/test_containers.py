@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench.lambda_events import events_from_envelopes
 
 from tests.conftest import SHARED_SAMPLE
 from tests.containers import ROOT, ContainersUnavailable, base_image, podman, python312
@@ -32,6 +31,7 @@ from tests.servers.kinesis_local import DUMMY_CREDENTIALS, KinesisLocalServer
 from tests.streams import created, encode
 from tests.test_api import SAMPLE_USER, SECRET, http_api_event, seed_sample, token
 from user_limits.bootstrap import open_store
+from user_limits.testing.lambda_events import events_from_envelopes
 
 SERVICE_TAG = "localhost/user-limits:test"
 LAMBDA_TAG = "localhost/user-limits-lambda:test"

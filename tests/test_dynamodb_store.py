@@ -31,11 +31,12 @@ from tests.streams import (
     progress,
     records,
 )
-from user_limits import aws_lambda, synthetic
+from user_limits import aws_lambda
 from user_limits.cli import main
-from user_limits.codec import UserLimitFamily
 from user_limits.domain.model import UserLimit
+from user_limits.family import UserLimitFamily
 from user_limits.inputs import read_records
+from user_limits.kinesis.records import records_from_lambda_event
 from user_limits.replay import replay
 from user_limits.stores import dynamodb_store, dynamodb_writes
 from user_limits.stores.base import LimitStore, StoreError
@@ -43,8 +44,8 @@ from user_limits.stores.dynamodb_store import DynamoDBStore, initialize, parse_u
 from user_limits.stores.memory_store import MemoryStore
 from user_limits.stream.batch import BatchProcessor
 from user_limits.stream.engine import decode_batch, project
-from user_limits.stream.kinesis_event import records_from_lambda_event
 from user_limits.stream.records import Checkpoint, CommitError, Outcome, Snapshot, StreamRecord
+from user_limits.testing import synthetic
 
 pytestmark = pytest.mark.servers
 
@@ -299,7 +300,7 @@ def test_a_batch_failing_in_its_first_write_commits_nothing_and_its_retry_counts
     requests.fail("TransactWriteItems", 1)
     failed = BatchProcessor(UserLimitFamily(), store).process(batch)
     requests.close()
-    assert failed.first_failed == 0 and isinstance(failed.error, ClientError)
+    assert failed.first_uncommitted == 0 and isinstance(failed.error, ClientError)
     assert state(store) == state(MemoryStore())
 
     process(store, batch)  # Lambda's retry

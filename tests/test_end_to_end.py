@@ -21,7 +21,7 @@ import pytest
 
 from tests.servers.kinesis_local import DUMMY_CREDENTIALS, KinesisLocalServer
 from user_limits.bootstrap import open_store
-from user_limits.synthetic import SyntheticRecord, generate
+from user_limits.testing.synthetic import SyntheticRecord, generate
 
 pytestmark = pytest.mark.servers
 STORES = ["sqlite", "postgres", "dynamodb"]  # not memory: the consumer is another process

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from tests.streams import created, encode, noise, progress, record, records, reset
-from user_limits.codec import UserLimitFamily
 from user_limits.domain.events import UserLimitEvent
 from user_limits.domain.model import UserLimit
 from user_limits.domain.projection import apply
+from user_limits.family import UserLimitFamily
 from user_limits.stream.engine import decode_batch, project
 from user_limits.stream.records import DeadLetter, Outcome, ParkedEvent, Snapshot, StreamRecord
 

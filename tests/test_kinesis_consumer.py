@@ -21,8 +21,9 @@ from botocore.exceptions import ClientError
 
 from tests.servers.kinesis_local import DUMMY_CREDENTIALS, KinesisLocalServer
 from tests.streams import created, export, kpl_bytes, kpl_message, progress
-from user_limits.bootstrap import open_store
-from user_limits.kinesis_consumer import SHARD_END, Consumer, ConsumerOptions, Progress, is_finished
+from user_limits.bootstrap import open_store, processor
+from user_limits.kinesis.consumer import Consumer, ConsumerOptions, Tally
+from user_limits.kinesis.shards import SHARD_END, Assignment, is_finished
 from user_limits.replay import replay
 from user_limits.stores.base import LimitStore
 from user_limits.stream.records import StreamRecord
@@ -60,11 +61,18 @@ class Log:
 
 def run_consumer(
     kinesis: KinesisLocalServer, store: LimitStore, stream: str, client: Any = None, **options: Any
-) -> tuple[Progress, Log]:
+) -> tuple[Tally, Log]:
     log = Log()
-    settings: dict[str, Any] = {"poll_interval": 0.05, "stop_when_idle": 0.5, "shard_refresh": 0.2, "batch_size": 50}
+    settings: dict[str, Any] = {
+        "idle_time_between_reads": 0.05,
+        "stop_after_idle": 0.5,
+        "shard_sync_interval": 0.2,
+        "max_records": 50,
+    }
     settings.update(options)
-    consumer = Consumer(client or kinesis.client(), store, ConsumerOptions(stream, **settings), log=log)
+    consumer = Consumer(
+        client or kinesis.client(), processor(store), store, ConsumerOptions(stream, **settings), log=log
+    )
     return consumer.run(), log
 
 
@@ -112,7 +120,7 @@ def test_checkpoint_commits_with_the_outcome_and_a_failed_commit_is_reread(
     sequence_numbers = kinesis_local.put(stream, records)
     # The second batch fails inside the store's transaction: neither its limits nor its checkpoint land.
     failing = FailingStore(store, fail_calls={2})
-    done, log = run_consumer(kinesis_local, failing, stream, batch_size=30)  # type: ignore[arg-type]
+    done, log = run_consumer(kinesis_local, failing, stream, max_records=30)  # type: ignore[arg-type]
 
     failures = log.events("commit-failed")
     assert len(failures) == 1 and failures[0]["shard"] == SHARD0
@@ -145,7 +153,7 @@ def test_a_restart_resumes_after_the_checkpoint(
 def test_latest_skips_what_is_already_on_the_stream(kinesis_local: KinesisLocalServer, store: LimitStore) -> None:
     stream = kinesis_local.create_stream(1)
     kinesis_local.put(stream, user_stream(users=3, events_per_user=2))
-    done, _ = run_consumer(kinesis_local, store, stream, start="latest")
+    done, _ = run_consumer(kinesis_local, store, stream, initial_position="LATEST")
     assert done.records == 0
     assert store.stats().applied == 0
 
@@ -182,7 +190,7 @@ def test_an_expired_iterator_is_renewed_from_the_checkpoint(
     records = user_stream(users=5, events_per_user=8)
     kinesis_local.put(stream, records)
     client = ExpiringClient(kinesis_local.client(), expire_call=3)
-    done, log = run_consumer(kinesis_local, store, stream, client=client, batch_size=10)
+    done, log = run_consumer(kinesis_local, store, stream, client=client, max_records=10)
 
     assert len(log.events("iterator-expired")) == 1
     first, renewed = client.iterator_requests[:2]
@@ -317,8 +325,8 @@ def test_workers_split_the_shards_between_them(
     stream = kinesis_local.create_stream(4)
     records = user_stream(users=12, events_per_user=2)
     kinesis_local.put(stream, records)
-    first, log0 = run_consumer(kinesis_local, store, stream, worker=0, workers=2)
-    second, log1 = run_consumer(kinesis_local, store, stream, worker=1, workers=2)
+    first, log0 = run_consumer(kinesis_local, store, stream, assignment=Assignment(0, 2))
+    second, log1 = run_consumer(kinesis_local, store, stream, assignment=Assignment(1, 2))
     shards0 = {fields["shard"] for fields in log0.events("shard-started")}
     shards1 = {fields["shard"] for fields in log1.events("shard-started")}
     assert shards0 == {SHARD0, "shardId-000000000002"}

@@ -16,8 +16,8 @@ import pytest
 from tests.servers.kinesis_local import DUMMY_CREDENTIALS, KinesisLocalServer
 from tests.streams import created, progress
 from user_limits.inputs import InputError
-from user_limits.kinesis_producer import MAX_REQUEST_BYTES, Entry, Producer, partition_key, plan, read_entries
-from user_limits.stream.kinesis_event import KPL_MAGIC
+from user_limits.kinesis.producer import MAX_REQUEST_BYTES, Entry, Producer, partition_key, plan, read_entries
+from user_limits.kinesis.records import KPL_MAGIC
 
 pytestmark = pytest.mark.servers
 
@@ -182,7 +182,7 @@ def test_cli_prints_the_counts_and_rejects_bad_input_in_one_line(
 def test_files_are_put_in_chunks_as_they_are_read_each_key_in_order(
     kinesis_local: KinesisLocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from user_limits import kinesis_producer
+    from user_limits.kinesis import producer as kinesis_producer
 
     for name, value in DUMMY_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
@@ -203,7 +203,7 @@ def test_files_are_put_in_chunks_as_they_are_read_each_key_in_order(
 def test_a_malformed_line_mid_way_stops_the_put_there(
     kinesis_local: KinesisLocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from user_limits import kinesis_producer
+    from user_limits.kinesis import producer as kinesis_producer
 
     for name, value in DUMMY_CREDENTIALS.items():
         monkeypatch.setenv(name, value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from user_limits.codec import UserLimitFamily
+from user_limits.family import UserLimitFamily
 from user_limits.stores.base import LimitStore
 from user_limits.stream.batch import BatchProcessor
 from user_limits.stream.records import StreamRecord
@@ -44,7 +44,7 @@ def test_a_nul_in_a_handled_payload_is_dead_lettered_and_the_batch_commits(store
     ]
     result = BatchProcessor(UserLimitFamily(), store).process(records)
 
-    assert result.error is None and result.first_failed is None
+    assert result.error is None and result.first_uncommitted is None
     assert [limit.user_limit_id for limit in store.all_limits()] == ["ok-1", "ok-2"]
     [letter] = store.dead_letters()
     assert "NUL" in letter.reason
@@ -66,7 +66,7 @@ def test_a_poison_record_whose_coordinates_hold_nul_is_dead_lettered_exactly(sto
     result = BatchProcessor(UserLimitFamily(), store).process(records)
     BatchProcessor(UserLimitFamily(), store).process([poison])  # re-delivered: kept once
 
-    assert result.error is None and result.first_failed is None
+    assert result.error is None and result.first_uncommitted is None
     assert [limit.user_limit_id for limit in store.all_limits()] == ["ok-1", "ok-2"]
     [letter] = store.dead_letters()
     assert letter[1:] == tuple(poison)

@@ -21,14 +21,15 @@ import psycopg
 import pytest
 
 from tests.servers.postgres import PASSWORD, PostgresServer, free_port
+from user_limits.bootstrap import processor as processor_for
 from user_limits.domain.model import UserLimit, export_dict
-from user_limits.replay import processor_for, replay
+from user_limits.replay import replay
 from user_limits.stores import postgres_store
 from user_limits.stores.base import StoreError
 from user_limits.stores.memory_store import MemoryStore
 from user_limits.stores.postgres_store import PostgresStore, initialize
 from user_limits.stream.records import Checkpoint, Outcome, Snapshot, StreamRecord
-from user_limits.synthetic import generate
+from user_limits.testing.synthetic import generate
 
 pytestmark = pytest.mark.servers
 
@@ -272,7 +273,7 @@ def test_writers_in_other_processes_serialise_too(postgres_store_url: str, store
         "from user_limits.stores.postgres_store import PostgresStore\n"
         "from user_limits.replay import replay\n"
         "from user_limits.stream.records import StreamRecord\n"
-        "from user_limits.synthetic import generate\n"
+        "from user_limits.testing.synthetic import generate\n"
         "records = [StreamRecord(r.data) for r in generate(1000, users=30, seed=3)]\n"
         "store = PostgresStore(sys.argv[1])\n"
         "print('ready', flush=True)\n"
@@ -325,7 +326,7 @@ def test_a_fault_mid_batch_commits_nothing(store: PostgresStore, failing: str) -
     with fault:
         result = processor_for(store).process(batch, checkpoint=later)
 
-    assert result.first_failed == 0 and result.error is not None
+    assert result.first_uncommitted == 0 and result.error is not None
     assert "\n" not in str(result.error)
     assert (contents(store), store.stats(), store.checkpoint(STREAM, SHARD)) == before
     # The same connection goes on: the batch retried commits as if the fault never happened.

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from tests.streams import created, encode, progress, reset
-from user_limits.codec import UserLimitFamily
 from user_limits.domain.events import UserLimitEvent
 from user_limits.domain.model import EXPORT_FIELDS, UserLimit, export_dict
 from user_limits.domain.projection import LimitNotFound, apply, creates
+from user_limits.family import UserLimitFamily
 
 family = UserLimitFamily()
 

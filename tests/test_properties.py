@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from tests.streams import CREATED, PROGRESS, cut_points, event_streams, export, process, record, records
 from user_limits.bootstrap import open_store
-from user_limits.codec import UserLimitFamily
+from user_limits.family import UserLimitFamily
 from user_limits.stores.base import LimitStore
 from user_limits.stores.sqlite_store import SQLiteStore
 from user_limits.stream.batch import BatchProcessor
@@ -257,9 +257,9 @@ def test_store_outages_then_retries_change_nothing(data: st.DataObject) -> None:
                 pending = stream[start:end]
                 for _ in range(4):
                     result = processor.process(pending)
-                    if result.first_failed is None:
+                    if result.first_uncommitted is None:
                         break
-                    pending = pending[result.first_failed :]
+                    pending = pending[result.first_uncommitted :]
                 else:
                     pytest.fail("the batch never committed")
         assert export(store) == expected.export()

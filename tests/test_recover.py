@@ -19,7 +19,6 @@ from typing import Any
 
 import boto3
 import pytest
-from bench.lambda_events import lambda_record
 from botocore.exceptions import ClientError
 
 from tests.servers.dynamodb_local import DynamoDBServer, set_dummy_credentials
@@ -29,6 +28,7 @@ from tests.test_cli import Run, cli
 from user_limits.bootstrap import open_store
 from user_limits.invocation_record import parse_invocation_record
 from user_limits.shard_range import RangeUnavailable, read_range
+from user_limits.testing.lambda_events import lambda_record
 
 SHARD0 = "shardId-000000000000"
 REGION = "us-east-1"

@@ -28,9 +28,9 @@ from tests.streams import (
     reset,
 )
 from user_limits.bootstrap import open_store
-from user_limits.codec import UserLimitFamily
 from user_limits.domain.events import MAX_ID_LENGTH
 from user_limits.domain.model import UserLimit
+from user_limits.family import UserLimitFamily
 from user_limits.stores.base import LimitStore
 from user_limits.stores.memory_store import MemoryStore
 from user_limits.stores.text import REASON_LIMIT

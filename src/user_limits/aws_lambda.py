@@ -19,12 +19,11 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from user_limits.bootstrap import open_store, store_url
-from user_limits.codec import UserLimitFamily
+from user_limits import bootstrap
 from user_limits.domain.events import UserLimitEvent
 from user_limits.domain.model import UserLimit
+from user_limits.kinesis.records import records_from_lambda_event
 from user_limits.stream.batch import BatchProcessor, BatchResult
-from user_limits.stream.kinesis_event import records_from_lambda_event
 from user_limits.stream.records import StreamRecord
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "user-limits"))
@@ -41,7 +40,7 @@ def processor() -> BatchProcessor[UserLimitEvent, UserLimit]:
     """Built once per execution environment, from ``USER_LIMITS_STORE``."""
     global _processor
     if _processor is None:
-        _processor = BatchProcessor(UserLimitFamily(), open_store(store_url()))
+        _processor = bootstrap.processor(bootstrap.open_store(bootstrap.store_url()))
     return _processor
 
 
@@ -49,7 +48,7 @@ def reset() -> None:
     """Forget the cached store (tests, or a changed ``USER_LIMITS_STORE``)."""
     global _processor
     if _processor is not None:
-        _processor.store.close()  # type: ignore[attr-defined]
+        _processor.store.close()
     _processor = None
 
 
@@ -58,13 +57,15 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, list[dict[s
     records, parents = records_from_lambda_event(event)
     result = processor().process(records)
     failures = []
-    if result.first_failed is not None and result.first_failed < len(parents):
-        failures.append({"itemIdentifier": parents[result.first_failed]})
-    _report(records, result, failures, time.perf_counter() - started)
+    if result.first_uncommitted is not None and result.first_uncommitted < len(parents):
+        failures.append({"itemIdentifier": parents[result.first_uncommitted]})
+    _log_batch(records, result, failures, time.perf_counter() - started)
     return {"batchItemFailures": failures}
 
 
-def _report(records: list[StreamRecord], result: BatchResult, failures: list[dict[str, str]], seconds: float) -> None:
+def _log_batch(
+    records: list[StreamRecord], result: BatchResult, failures: list[dict[str, str]], seconds: float
+) -> None:
     counts = result.counts.as_json()
     arrivals = [record.arrival_ms for record in records if record.arrival_ms is not None]
     now_ms = time.time() * 1000
@@ -81,7 +82,7 @@ def _report(records: list[StreamRecord], result: BatchResult, failures: list[dic
         line["error"] = f"{type(result.error).__name__}: {result.error}"
         if not failures:
             logger.warning("batch committed, a later write failed", extra=line)
-        elif result.first_failed or any(result.counts.as_json().values()):
+        elif result.first_uncommitted or any(result.counts.as_json().values()):
             logger.error("batch partly committed", extra=line)
         else:
             logger.error("batch not committed", extra=line)

@@ -1,13 +1,48 @@
-"""The composition root: builds a store from its URL. Backends are imported only when chosen."""
+"""The composition root: the one place that knows store URL schemes and wires the batch path.
+
+- :data:`STORE_MODULES`: the one table from URL scheme to store module. Each module is imported
+  only when its scheme is chosen (cold start: boto3 only for DynamoDB, psycopg only for
+  PostgreSQL) and offers ``open_store(url)``, ``initialize(url)`` and ``READS_IN_PROCESS``.
+- :func:`processor`: the batch processor the Lambda handler, ``replay`` and the consumer share:
+  the user-limit family on a store.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import Protocol, cast
 
+from user_limits.domain.events import UserLimitEvent
+from user_limits.domain.model import UserLimit
+from user_limits.family import UserLimitFamily
 from user_limits.stores.base import LimitStore, StoreError
+from user_limits.stream.batch import BatchProcessor
 
 DEFAULT_STORE_URL = "sqlite:///user-limits.db"
 STORE_ENV = "USER_LIMITS_STORE"
+
+STORE_MODULES = {
+    "memory": "user_limits.stores.memory_store",
+    "sqlite": "user_limits.stores.sqlite_store",
+    "postgresql": "user_limits.stores.postgres_store",
+    "postgres": "user_limits.stores.postgres_store",
+    "dynamodb": "user_limits.stores.dynamodb_store",
+}
+
+
+class StoreModule(Protocol):
+    """What each store module offers (the modules named in :data:`STORE_MODULES`)."""
+
+    # True: reads take microseconds in this process (the API reads inline); False: reads go over
+    # the network (the API reads in its thread pool).
+    READS_IN_PROCESS: bool
+
+    def open_store(self, url: str) -> LimitStore: ...
+
+    def initialize(self, url: str) -> str:
+        """Create what the store needs (schema, migrations, table); returns what was done, for the user."""
+        ...
 
 
 def store_url(explicit: str | None = None) -> str:
@@ -27,43 +62,35 @@ def store_url(explicit: str | None = None) -> str:
     return DEFAULT_STORE_URL
 
 
-def open_store(url: str) -> LimitStore:
+def store_module(url: str) -> StoreModule:
+    """The module of ``url``'s scheme; StoreError (one line) for a URL without one or an unknown one."""
     scheme, sep, _ = url.partition("://")
     if not sep:
         raise StoreError(f"bad store URL {url!r}: expected SCHEME://…, for example {DEFAULT_STORE_URL}")
-    if scheme == "memory":
-        from user_limits.stores.memory_store import MemoryStore
+    name = STORE_MODULES.get(scheme)
+    if name is None:
+        raise StoreError(
+            f"unknown store URL scheme {scheme!r} in {url!r}: use memory://, sqlite:///PATH, "
+            "postgresql://USER:PASSWORD@HOST:PORT/DB or dynamodb://TABLE?region=REGION"
+        )
+    return cast(StoreModule, importlib.import_module(name))
 
-        return MemoryStore(url)
-    if scheme == "sqlite":
-        from user_limits.stores.sqlite_store import SQLiteStore
 
-        return SQLiteStore(url)
-    if scheme in ("postgresql", "postgres"):
-        from user_limits.stores.postgres_store import PostgresStore
-
-        return PostgresStore(url)
-    if scheme == "dynamodb":
-        from user_limits.stores.dynamodb_store import DynamoDBStore
-
-        return DynamoDBStore(url)
-    raise StoreError(
-        f"unknown store URL scheme {scheme!r} in {url!r}: use memory://, sqlite:///PATH, "
-        "postgresql://USER:PASSWORD@HOST:PORT/DB or dynamodb://TABLE?region=REGION"
-    )
+def open_store(url: str) -> LimitStore:
+    return store_module(url).open_store(url)
 
 
 def initialize(url: str) -> str:
     """Create what the store needs (schema, migrations, table); returns what was done, for the user."""
-    scheme = url.partition("://")[0]
-    if scheme in ("postgresql", "postgres"):
-        from user_limits.stores import postgres_store
+    return store_module(url).initialize(url)
 
-        return postgres_store.initialize(url)
-    if scheme == "dynamodb":
-        from user_limits.stores import dynamodb_store
 
-        return dynamodb_store.initialize(url)
-    store = open_store(url)  # memory and SQLite create their schema on first use
-    store.close()
-    return f"{url}: ready"
+def reads_in_process(url: str) -> bool:
+    """Whether the store of ``url`` reads in this process (memory, SQLite) rather than over the network."""
+    name = STORE_MODULES.get(url.partition("://")[0])
+    return name is not None and cast(StoreModule, importlib.import_module(name)).READS_IN_PROCESS
+
+
+def processor(store: LimitStore) -> BatchProcessor[UserLimitEvent, UserLimit]:
+    """The batch path on ``store``: what the Lambda handler, ``replay`` and the consumer run."""
+    return BatchProcessor(UserLimitFamily(), store)

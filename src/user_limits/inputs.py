@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 
 from user_limits.errors import UserError
-from user_limits.stream.kinesis_event import MalformedEvent, records_from_lambda_event
+from user_limits.kinesis.records import MalformedEvent, records_from_lambda_event
 from user_limits.stream.records import StreamRecord
 
 MIB = 1024 * 1024
@@ -132,6 +132,10 @@ class Source:
                 )
             parts = _split(line)
 
+    def whole(self) -> bytes:
+        """All that is left to read, within :data:`MAX_DOCUMENT_BYTES`."""
+        return self._whole()
+
     def _whole(self, start: bytes = b"") -> bytes:
         limit = MAX_DOCUMENT_BYTES
         too_big = InputError(
@@ -215,6 +219,13 @@ def open_input(path: str | Path) -> Source:
         raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
     info = os.fstat(stream.fileno())
     return Source(stream, str(path), info.st_size if stat.S_ISREG(info.st_mode) else None)
+
+
+def read_file(path: str | Path) -> bytes:
+    """A whole file that is not a stream of records (a template, a mapping's JSON), at most
+    :data:`MAX_DOCUMENT_BYTES`; raises InputError naming the file and what is wrong."""
+    with open_input(path) as source:
+        return source.whole()
 
 
 def check_readable(path: str | Path) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from user_limits.stream.kinesis_event import records_from_lambda_event
+from user_limits.kinesis.records import records_from_lambda_event
 from user_limits.stream.records import StreamRecord
 
 # Kinesis's own patterns: SequenceNumber 0|([1-9]\d{0,128}), ShardId [a-zA-Z0-9_.-]+ (1 to 128).

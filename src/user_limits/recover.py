@@ -28,10 +28,12 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from user_limits.bootstrap import processor as processor_for
 from user_limits.errors import UserError
 from user_limits.invocation_record import BatchInfo, MalformedRecord, parse_invocation_record, payload_records
-from user_limits.kinesis_consumer import check_region, kinesis_client, stream_records
-from user_limits.replay import batches, processor_for
+from user_limits.kinesis.client import check_region, kinesis_client
+from user_limits.kinesis.records import records_from_get_records
+from user_limits.replay import batches
 from user_limits.shard_range import RangeUnavailable, read_range
 from user_limits.stores.base import LimitStore
 from user_limits.stream.records import Counts, StreamRecord
@@ -134,7 +136,7 @@ class Recovery:
         try:
             client = self._client(info.region)
             for page in read_range(client, info):
-                self._apply(stream_records(page, info.stream_arn, info.shard_id), applied)
+                self._apply(records_from_get_records(page, info.stream_arn, info.shard_id), applied)
         except RangeUnavailable as unavailable:
             outcome = "aged-out" if unavailable.aged_out else "kept"
             return Report(name, info, outcome, unavailable.reason, applied.records, applied.counts)
@@ -173,7 +175,7 @@ class Recovery:
         for batch in batches(records, BATCH_RECORDS):
             result = self.processor.process(batch)
             if result.error is not None:
-                committed = applied.records + (result.first_failed or 0)
+                committed = applied.records + (result.first_uncommitted or 0)
                 raise _Kept(
                     f"the store failed: {type(result.error).__name__}: {result.error} (the first {committed} "
                     "records are committed; recovering again is safe)"

@@ -1,5 +1,5 @@
 """Replaying records through the batch path, in batches as they are read, with an optional
-progress callback.
+callback after each batch.
 
 Records may come from a stream (JSON Lines as it is read): a batch is at most ``batch_size``
 records and about :data:`MAX_BATCH_BYTES`, so memory stays bounded whatever the input's size.
@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from user_limits.codec import UserLimitFamily
-from user_limits.domain.events import UserLimitEvent
-from user_limits.domain.model import UserLimit
+from user_limits import bootstrap
 from user_limits.errors import UserError
 from user_limits.inputs import InputError
 from user_limits.stores.base import LimitStore
-from user_limits.stream.batch import BatchProcessor
 from user_limits.stream.records import Counts, StreamRecord
 
 MAX_BATCH_BYTES = 64 * 1024 * 1024
@@ -23,10 +20,6 @@ MAX_BATCH_BYTES = 64 * 1024 * 1024
 
 class ReplayFailed(UserError):
     """The store failed part-way through a replay; the batches before it stay committed."""
-
-
-def processor_for(store: LimitStore) -> BatchProcessor[UserLimitEvent, UserLimit]:
-    return BatchProcessor(UserLimitFamily(), store)
 
 
 def batches(
@@ -54,11 +47,12 @@ def replay(
     records: Iterable[StreamRecord],
     batch_size: int = 1000,
     name: str = "input",
-    progress: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Counts:
     """Apply ``records`` in batches as they come; on a store failure raise ReplayFailed, on a
-    malformed input InputError, saying what is committed (earlier batches stay)."""
-    processor = processor_for(store)
+    malformed input InputError, saying what is committed (earlier batches stay). ``on_batch`` is
+    called with the number of records of each batch committed."""
+    processor = bootstrap.processor(store)
     total = Counts()
     committed = 0
     cut = batches(records, batch_size)
@@ -76,12 +70,12 @@ def replay(
             return total
         result = processor.process(batch)
         if result.error is not None:
-            first = committed + (result.first_failed or 0)
+            first = committed + (result.first_uncommitted or 0)
             raise ReplayFailed(
                 f"{name}: the store failed at record {first + 1}: {type(result.error).__name__}: {result.error} "
                 f"(the {first} records before it are committed; replaying the file again is safe)"
             )
         committed += len(batch)
         total.add(result.counts)
-        if progress is not None:
-            progress(len(batch))
+        if on_batch is not None:
+            on_batch(len(batch))

@@ -12,12 +12,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from user_limits.api.errors import ApiError, StoreUnavailable
 from user_limits.api.security import ANONYMOUS_ADMIN, AuthError, KeysUnavailable, Principal, TokenVerifier
+from user_limits.bootstrap import reads_in_process
 from user_limits.stores.base import LimitStore
 
 T = TypeVar("T")
 logger = logging.getLogger("user_limits.api")
-# Stores read in-process in tens of microseconds: cheaper on the event loop than a thread hop.
-IN_PROCESS_SCHEMES = ("memory:", "sqlite:")
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -28,13 +27,14 @@ bearer = HTTPBearer(
 class StoreReader:
     """Runs reads against the store; any failure of the store becomes a 503 without internals.
 
-    In-process stores (memory, SQLite) are read inline; network stores (PostgreSQL, DynamoDB) in
-    the thread pool, so that the event loop never waits on the network.
+    Stores that read in process (memory, SQLite: tens of microseconds, cheaper on the event loop
+    than a thread hop) are read inline; network stores (PostgreSQL, DynamoDB) in the thread pool,
+    so that the event loop never waits on the network. Which is which, the store's module says.
     """
 
     def __init__(self, store: LimitStore) -> None:
         self.store = store
-        self.inline = store.url.startswith(IN_PROCESS_SCHEMES)
+        self.inline = reads_in_process(store.url)
 
     async def __call__(self, read: Callable[[LimitStore], T]) -> T:
         try:

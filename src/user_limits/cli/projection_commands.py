@@ -18,7 +18,7 @@ from user_limits.cli.render import (
     dead_letter_json,
     limit_json,
     limits_table,
-    progress_bar,
+    replay_bar,
     shown,
 )
 from user_limits.domain.model import export_dict
@@ -28,14 +28,14 @@ from user_limits.replay import replay
 from user_limits.stores.base import LimitStore
 
 _encode = msgspec.json.Encoder().encode
-PROGRESS_BYTES = 4 * 1024 * 1024
+BAR_MIN_BYTES = 4 * 1024 * 1024
 
 
 def _print_json(value: object) -> None:
     sys.stdout.write(msgspec.json.format(_encode(value), indent=2).decode() + "\n")
 
 
-def _replay_with_progress(store: LimitStore, source: Source, batch_size: int) -> None:
+def _replay_file(store: LimitStore, source: Source, batch_size: int) -> None:
     name = source.name
     done = 0
 
@@ -44,8 +44,8 @@ def _replay_with_progress(store: LimitStore, source: Source, batch_size: int) ->
         done += records
 
     # A bar for a file big enough to wait for, by bytes read: the number of records is known only at the end.
-    if sys.stderr.isatty() and source.size is not None and source.size > PROGRESS_BYTES:
-        with progress_bar(console(stderr=True)) as bar:
+    if sys.stderr.isatty() and source.size is not None and source.size > BAR_MIN_BYTES:
+        with replay_bar(console(stderr=True)) as bar:
             task = bar.add_task(f"replaying {shown(name)}", total=source.size)
 
             def advanced_bar(records: int) -> None:
@@ -91,7 +91,7 @@ def replay_command(
     try:
         for path in files_:
             with open_input(path) as source:
-                _replay_with_progress(target, source, batch_size)
+                _replay_file(target, source, batch_size)
     finally:
         target.close()
 

@@ -56,7 +56,7 @@ def recover(
     them. Once committed, the message is deleted or the object moved under recovered/. Exit 1 if any is kept.
     """
     from user_limits import recover as recovering
-    from user_limits.kinesis_consumer import check_region
+    from user_limits.kinesis.client import check_region
 
     # Every argument is checked before anything is opened, received or read.
     if (queue is None) == (bucket is None):

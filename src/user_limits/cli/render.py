@@ -111,8 +111,8 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=True, width=width)
 
 
-def progress_bar(stderr_console: Console) -> Progress:
-    """A transient progress bar whose description (a file name) is plain text, not markup."""
+def replay_bar(stderr_console: Console) -> Progress:
+    """A transient bar of how much of a file is replayed; its description (a file name) is plain text, not markup."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
     return Progress(

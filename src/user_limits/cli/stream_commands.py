@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from user_limits.bootstrap import open_store, store_url
+from user_limits.bootstrap import open_store, processor, store_url
 from user_limits.cli.app import StoreOption, app
 from user_limits.errors import UserError
+from user_limits.kinesis.shards import Assignment
 
 if TYPE_CHECKING:
     from user_limits.metrics import ConsumerMetrics
@@ -71,31 +72,40 @@ def consume(
 
     SIGINT or SIGTERM stop it after the batch in hand.
     """
-    from user_limits.kinesis_consumer import Consumer, ConsumerOptions, check_endpoint, check_region
-    from user_limits.kinesis_consumer import consume as run_consumer
+    from user_limits.kinesis.client import check_endpoint, check_region, kinesis_client
+    from user_limits.kinesis.consumer import Consumer, ConsumerOptions
 
     check_endpoint(endpoint)  # before the store is opened (or created)
     check_region(region)
+    # The flags in the consumer's terms, each refused in the flag's own terms.
+    initial_position = _initial_position(start)
+    assignment = _assignment(worker, workers)
     options = ConsumerOptions(
-        stream, start, batch_size, poll_interval, stop_when_idle, worker, workers, shard_refresh, log_interval
+        stream,
+        initial_position=initial_position,
+        max_records=_max_records(batch_size),
+        idle_time_between_reads=poll_interval,
+        stop_after_idle=stop_when_idle,
+        assignment=assignment,
+        shard_sync_interval=shard_refresh,
+        report_interval=log_interval,
     )
     metrics = _consumer_metrics(metrics_port, metrics_host)
     target = open_store(store_url(store))
-
-    def install(consumer: Consumer) -> None:
+    try:
+        batches = processor(target)
         if metrics is not None:
             from user_limits.metrics import MeteredProcessor
 
-            consumer.processor = MeteredProcessor(consumer.processor, metrics)
+            batches = MeteredProcessor(batches, metrics)
+        consumer = Consumer(kinesis_client(endpoint, region), batches, target, options)
 
         def on_signal(signum: int, frame: Any) -> None:
             consumer.stop()
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-
-    try:
-        run_consumer(target, options, endpoint, region, on_consumer=install)
+        consumer.run()
     finally:
         target.close()
 
@@ -116,6 +126,27 @@ def _consumer_metrics(port: int | None, host: str) -> ConsumerMetrics | None:
     return metrics
 
 
+START_POSITIONS = {"trim-horizon": "TRIM_HORIZON", "latest": "LATEST"}
+
+
+def _initial_position(start: str) -> str:
+    if start not in START_POSITIONS:
+        raise UserError(f"--from {start!r}: use trim-horizon or latest")
+    return START_POSITIONS[start]
+
+
+def _assignment(worker: int, workers: int) -> Assignment:
+    if not 0 <= worker < workers:
+        raise UserError(f"--worker {worker} --workers {workers}: need 0 <= worker < workers")
+    return Assignment(worker, workers)
+
+
+def _max_records(batch_size: int) -> int:
+    if not 1 <= batch_size <= 10_000:
+        raise UserError(f"--batch-size {batch_size}: GetRecords takes 1 to 10000")
+    return batch_size
+
+
 @app.command()
 def produce(
     files_: Annotated[list[Path], typer.Argument(metavar="FILE...", help="JSON array, JSON Lines or Lambda event")],
@@ -124,7 +155,7 @@ def produce(
     region: RegionOption = None,
 ) -> None:
     """Put the records of FILEs on a Kinesis stream (PutRecords, partition key = aggregateId)."""
-    from user_limits.kinesis_producer import produce as put_files
+    from user_limits.kinesis.producer import produce as put_files
 
     counts = put_files(files_, stream, endpoint, region)
     print(f"{stream}: put {counts.put}, retried {counts.retried}, failed {counts.failed}")

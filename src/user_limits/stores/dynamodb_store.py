@@ -713,3 +713,12 @@ def _replace(values: dict[str, Any], key: str, value: Any) -> None:
 
 def _backoff(attempt: int) -> None:
     time.sleep(min(2.0, 0.025 * 2**attempt) * random.uniform(0.5, 1.0))
+
+
+# -- the store-module contract (bootstrap's scheme table; ``initialize`` is above)
+
+READS_IN_PROCESS = False
+
+
+def open_store(url: str) -> DynamoDBStore:
+    return DynamoDBStore(url)

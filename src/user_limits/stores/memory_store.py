@@ -103,3 +103,17 @@ class MemoryStore:
 
     def close(self) -> None:
         return None
+
+
+# -- the store-module contract (bootstrap's scheme table)
+
+READS_IN_PROCESS = True
+
+
+def open_store(url: str) -> MemoryStore:
+    return MemoryStore(url)
+
+
+def initialize(url: str) -> str:
+    open_store(url).close()  # nothing to create: a memory store starts empty
+    return f"{url}: ready"

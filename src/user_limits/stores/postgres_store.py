@@ -419,3 +419,12 @@ class PostgresStore:
         for connection in connections:
             connection.close()
         self._local = threading.local()
+
+
+# -- the store-module contract (bootstrap's scheme table; ``initialize`` is above)
+
+READS_IN_PROCESS = False
+
+
+def open_store(url: str) -> PostgresStore:
+    return PostgresStore(url)

@@ -307,3 +307,17 @@ class SQLiteStore:
         if connection is not None:
             connection.close()
             self._local.connection = None
+
+
+# -- the store-module contract (bootstrap's scheme table)
+
+READS_IN_PROCESS = True
+
+
+def open_store(url: str) -> SQLiteStore:
+    return SQLiteStore(url)
+
+
+def initialize(url: str) -> str:
+    open_store(url).close()  # the schema is created on first use
+    return f"{url}: ready"

@@ -22,6 +22,8 @@ class ProjectionStore(Protocol[S]):
         """
         ...
 
+    def close(self) -> None: ...
+
 
 @dataclass(slots=True)
 class BatchResult:
@@ -29,7 +31,7 @@ class BatchResult:
     # it committed (nothing, for an atomic store).
     counts: Counts = field(default_factory=Counts)
     # Index of the first record whose effect is not committed; None when all of it is.
-    first_failed: int | None = None
+    first_uncommitted: int | None = None
     error: BaseException | None = None
 
 
@@ -54,5 +56,14 @@ class BatchProcessor(Generic[E, S]):
         except CommitError as error:
             return BatchResult(error.committed, error.first_uncommitted, error.cause or error)
         except Exception as error:  # an atomic store committed nothing
-            return BatchResult(first_failed=0, error=error)
+            return BatchResult(first_uncommitted=0, error=error)
         return BatchResult(counts=outcome.counts)
+
+    def commit_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Commit ``checkpoint`` with no records: how a reader marks the end of a shard. Raises
+        what the store raises."""
+
+        def only_checkpoint(snapshot: Snapshot[S]) -> Outcome[S]:
+            return Outcome(checkpoint=checkpoint)
+
+        self.store.apply_batch({}, only_checkpoint)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from user_limits.errors import UserError
 from user_limits.inputs import InputError, Source, check_readable, open_input
+from user_limits.kinesis.client import THROTTLED, error_code, full_jitter, kinesis_client
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -33,7 +33,6 @@ MAX_RECORD_BYTES = 1024 * 1024  # data + partition key
 # Entries planned at a time: 50 full PutRecords calls, or about 64 MiB.
 CHUNK_RECORDS = 50 * MAX_RECORDS
 CHUNK_BYTES = 64 * 1024 * 1024
-THROTTLED = {"ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException"}
 
 
 class Entry(NamedTuple):
@@ -168,8 +167,7 @@ class Producer:
                     entry for entry, result in zip(pending, response["Records"], strict=True) if "ErrorCode" in result
                 ]
             except ClientError as error:
-                code = error.response.get("Error", {}).get("Code", "")
-                if code not in THROTTLED:
+                if error_code(error) not in THROTTLED:
                     raise UserError(f"stream {self.stream!r}: {error}") from None
                 failed = pending  # the whole call was refused: nothing was put
             except BotoCoreError as error:
@@ -180,7 +178,7 @@ class Producer:
             if attempt == self.max_attempts:
                 break
             self.counts.retried += len(failed)
-            self.sleep(random.uniform(0, min(5.0, 0.1 * 2**attempt)))  # full jitter
+            self.sleep(full_jitter(attempt, base=0.1, cap=5.0))
             pending = failed
         self.counts.failed += len(failed)
 
@@ -209,8 +207,6 @@ def produce(
     putting the file again is safe (the projection skips the copies)."""
     for path in paths:  # a missing or unreadable file stops the run before anything is put
         check_readable(path)
-    from user_limits.kinesis_consumer import kinesis_client
-
     producer = Producer(kinesis_client(endpoint, region), stream)
     for path in paths:
         with open_input(path) as source:

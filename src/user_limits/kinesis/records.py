@@ -1,6 +1,9 @@
-"""Records of a Lambda Kinesis event, base64-decoded, with KPL-aggregated records expanded.
+r"""Kinesis records as :class:`StreamRecord`\ s: the one place that reads what Kinesis delivers.
 
-Lambda's ``eventID`` is ``shardId-000000000000:<sequence number>``: the shard comes from it.
+Two shapes come in: a Lambda Kinesis event (base64 data; Lambda's ``eventID`` is
+``shardId-000000000000:<sequence number>``: the shard comes from it) and a GetRecords response (the
+standalone consumer). Both take the same KPL path: a record in the Kinesis Producer Library's
+aggregated format is expanded by :func:`expand_aggregate`, whoever read it.
 
 Whatever arrives gets an outcome. A Lambda record of a shape AWS never sends (no ``kinesis``, data
 that is not a string, an arrival time that is not a finite number...) and a KPL aggregate that
@@ -15,12 +18,15 @@ import hashlib
 import reprlib
 from binascii import Error as BinasciiError
 from binascii import a2b_base64 as _a2b_base64
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from user_limits.stream.records import RejectedRecord, StreamRecord
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis.type_defs import RecordTypeDef
 
 # Records written by the Kinesis Producer Library in its aggregated format start with these bytes.
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
@@ -107,6 +113,26 @@ def records_from_lambda_event(event: object, strict: bool = False) -> tuple[list
             add(record)
             add_parent(parent)
     return records, parents
+
+
+def records_from_get_records(
+    records: Iterable[RecordTypeDef], stream_arn: str | None, shard_id: str
+) -> list[StreamRecord]:
+    """GetRecords records as StreamRecords with their Kinesis coordinates, KPL records expanded
+    (an aggregate that cannot be read stays whole, to be dead-lettered)."""
+    out: list[StreamRecord] = []
+    for record in records:
+        data = record["Data"]
+        sequence_number = record["SequenceNumber"]
+        partition_key = record["PartitionKey"]
+        arrival = record.get("ApproximateArrivalTimestamp")
+        arrival_ms = None if arrival is None else int(arrival.timestamp() * 1000)
+        whole = StreamRecord(data, sequence_number, None, partition_key, arrival_ms, stream_arn, shard_id)
+        if data.startswith(KPL_MAGIC):
+            out.extend(expand_aggregate(whole))
+        else:
+            out.append(whole)
+    return out
 
 
 def _not_base64(encoded: str) -> bytes:
@@ -207,7 +233,7 @@ def _as_bytes(value: object) -> bytes:
 
 
 def expand_aggregate(record: StreamRecord) -> list[StreamRecord]:
-    """The one place a KPL aggregate becomes records, for the Lambda handler, the consumer and replay.
+    """The one KPL path: where an aggregate becomes records, for the Lambda handler, the consumer and replay.
 
     Each user record keeps the aggregate's coordinates, with its sub-sequence number and its own
     partition key. A record that only looks aggregated (its MD5 digest does not match) comes back

@@ -1,4 +1,8 @@
-"""Decoding of the upstream envelope into the domain's events: the user-limit event family.
+"""The user-limit event family: where the rules of ``domain/`` are plugged into the engine of ``stream/``.
+
+:class:`UserLimitFamily` is the :class:`~user_limits.stream.engine.EventFamily` the engine runs: it
+decodes the upstream envelope into the domain's events and names each event's key, partition and
+position, and how it creates and changes a limit (``domain.projection``).
 
 Two-stage decoding with msgspec: the envelope first, with the payload kept raw, so that event
 types we ignore cost no payload decoding; then the payload of a handled type into its struct.
