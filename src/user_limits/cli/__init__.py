@@ -13,6 +13,7 @@ import typer
 
 # Each module registers its commands on ``app``.
 from user_limits.cli import build_lambda as _build_lambda  # noqa: F401
+from user_limits.cli import parked_commands as _parked_commands  # noqa: F401
 from user_limits.cli import projection_commands as _projection_commands  # noqa: F401
 from user_limits.cli import serve_command as _serve_command  # noqa: F401
 from user_limits.cli import store_commands as _store_commands  # noqa: F401
