@@ -375,3 +375,19 @@ def test_bad_command_lines_are_one_line(run: Any, store_url: str, args: list[str
 )
 def test_ages_are_shown_in_their_two_largest_units(ms: int | None, text: str) -> None:
     assert parked_commands.age_text(ms) == text
+
+
+def test_an_undecodable_parked_record_is_listed_with_no_age(run: Any, store_url: str, shared_memory: None) -> None:
+    store = parked_commands.open_store(store_url)
+    bad = ParkedEvent("Lx", 3, b"{}")  # no createdAt
+    try:
+        store.apply_batch({"Lx": ""}, lambda _: Outcome(touched={"Lx": (None, 0)}, parked_added=[(0, bad)], size=1))
+    finally:
+        store.close()
+    (summary,) = json.loads(run("parked", "--summary", "--json", "--store", store_url).out)
+    assert (summary["userLimitId"], summary["count"], summary["oldestAgeMs"], summary["undated"]) == ("Lx", 1, None, 1)
+    table = run("parked", "--store", store_url).out
+    assert "- (1 undated)" in table and table.rstrip().endswith("1 parked, 1 limits")
+    assert json.loads(run("stats", "--json", "--store", store_url).out)["parkedOldestAgeMs"] is None
+    assert run("parked", "expire", "--older-than", "0s", "--store", store_url).out.startswith("moved 0 parked events")
+    assert json.loads(run("parked", "--json", "--store", store_url).out) == [{}]
