@@ -1,4 +1,4 @@
-"""demo, replay, export, show, parked, dead-letters, stats."""
+"""demo, replay, export, show, dead-letters, stats (parked: see parked_commands)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import typer
 
 from user_limits.bootstrap import open_store, store_url
 from user_limits.cli.app import JsonOption, StoreOption, app
+from user_limits.cli.parked_commands import age_text, now_ms
 from user_limits.cli.render import (
     console,
     counts_line,
@@ -24,6 +25,7 @@ from user_limits.cli.render import (
 from user_limits.domain.model import export_dict
 from user_limits.errors import UserError
 from user_limits.inputs import Source, check_readable, open_input, parse_records
+from user_limits.parked_review import oldest_age_ms
 from user_limits.replay import replay
 from user_limits.stores.base import LimitStore
 
@@ -125,22 +127,6 @@ def show(
         console().print(limits_table(user_id, limits))
 
 
-@app.command()
-def parked(store: StoreOption = None, json: JsonOption = False) -> None:
-    """Print the events waiting for their limit's creation."""
-    target = open_store(store_url(store))
-    events = target.parked_events()
-    target.close()
-    if json:
-        sys.stdout.write("[" + ",".join(event.data.decode() for event in events) + "]\n")
-        return
-    out = console()
-    for event in events:
-        envelope = msgspec.json.decode(event.data)
-        out.print(f"{shown(event.key)}  sequenceNumber {event.position}  {shown(envelope.get('type'))}")
-    out.print(f"{len(events)} parked")
-
-
 @app.command("dead-letters")
 def dead_letters(store: StoreOption = None, json: JsonOption = False) -> None:
     """Print the records that could not be applied, with their reasons."""
@@ -161,9 +147,17 @@ def dead_letters(store: StoreOption = None, json: JsonOption = False) -> None:
 def stats(store: StoreOption = None, json: JsonOption = False) -> None:
     """Print the counters: applied, skipped, ignored, parked (waiting now), deadLettered."""
     target = open_store(store_url(store))
-    counts = target.stats()
-    target.close()
+    try:
+        counts = target.stats()
+        # A full read of the parked events, for their createdAt: no store keeps the oldest yet.
+        # Cheap while few events wait; a store may keep it one day if many do.
+        oldest = oldest_age_ms(target.parked_events(), now_ms()) if counts.parked else None
+    finally:
+        target.close()
     if json:
-        _print_json(counts.as_json())
-    else:
-        console().print(counts_line(counts))
+        _print_json({**counts.as_json(), "parkedOldestAgeMs": oldest})
+        return
+    out = console()
+    out.print(counts_line(counts))
+    if oldest is not None:
+        out.print(f"oldest parked event: {age_text(oldest)} old")
