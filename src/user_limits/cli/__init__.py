@@ -15,6 +15,7 @@ import typer
 from user_limits.cli import build_lambda as _build_lambda  # noqa: F401
 from user_limits.cli import projection_commands as _projection_commands  # noqa: F401
 from user_limits.cli import serve_command as _serve_command  # noqa: F401
+from user_limits.cli import snapshot_commands as _snapshot_commands  # noqa: F401
 from user_limits.cli import store_commands as _store_commands  # noqa: F401
 from user_limits.cli import stream_commands as _stream_commands  # noqa: F401
 from user_limits.cli.app import app
