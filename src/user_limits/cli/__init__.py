@@ -18,6 +18,7 @@ from user_limits.cli import parked_commands as _parked_commands  # noqa: F401
 from user_limits.cli import projection_commands as _projection_commands  # noqa: F401
 from user_limits.cli import recover_command as _recover_command  # noqa: F401
 from user_limits.cli import serve_command as _serve_command  # noqa: F401
+from user_limits.cli import snapshot_commands as _snapshot_commands  # noqa: F401
 from user_limits.cli import store_commands as _store_commands  # noqa: F401
 from user_limits.cli import stream_commands as _stream_commands  # noqa: F401
 from user_limits.cli.app import app
