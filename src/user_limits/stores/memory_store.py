@@ -6,8 +6,21 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 
 from user_limits.domain.model import UserLimit
+from user_limits.stores.base import LimitStore
 from user_limits.stores.text import bounded_reason
 from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
+
+# Reads are dict lookups: nothing to wait for.
+READS_IN_PROCESS = True
+
+
+def open_store(url: str) -> LimitStore:
+    return MemoryStore(url)
+
+
+def initialize(url: str) -> str:
+    """Nothing to create: a memory store lives and dies with its process."""
+    return f"{url}: ready"
 
 
 class MemoryStore:
