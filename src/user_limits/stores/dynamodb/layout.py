@@ -1,7 +1,29 @@
-"""The DynamoDB store's item layout: keys, attribute encodings, packing of large values.
+"""The DynamoDB store's table: one on-demand table, a single-table design keyed for the read API.
 
-Pure functions (no client, no I/O) shared by the store and its tests; the layout itself is
-described in :mod:`user_limits.stores.dynamodb_store`.
+Items (``PK``, ``SK``, both strings):
+
+- ``USER#<userId>``, ``LIMIT#<userLimitId>``: a limit. A user's limits are one Query. ``value`` and
+  ``progress`` are strings: a DynamoDB number would turn ``"9800.00"`` into ``9800``. A brandId and
+  currencyCode too big for the item (free text, up to a 1 MiB record) are packed in ``texts``.
+- ``PARKED#<userLimitId>``, ``PARKED``: the events parked for that limit, whichever userId they
+  carry, one attribute ``E<position>`` (bytes) each, and a version ``v``; a batch reads a limit and
+  its parked events in one BatchGetItem.
+- ``OWNER#<userLimitId>``, ``OWNER``: the user whose partition holds the limit. Read only for
+  limits not found in the partition of the batch's events (new limits, orphans), so that a limit
+  created again for another user moves to that user's partition.
+- ``DEADLETTER``, ``<DeadLetter.id>``: a dead letter, put only if absent (kept once). Its reason is
+  bounded; its texts are stored so that any str comes back exactly (:mod:`user_limits.stores.text`); an id too
+  long for a sort key is replaced by its digest.
+- Bytes too big for their item (records of up to 1 MiB, big texts) are zlib-compressed and, beyond
+  32 KB, kept in chunk items named by their digest (``CHUNK#…`` next to their item, and
+  ``DEADLETTERCHUNK``): an item holds 400 KB.
+- ``META``, ``COUNTERS#<n>``: applied/skipped/ignored, spread over a few items (fewer transaction
+  conflicts between shards) and summed on read. ``META``, ``ASOF``: the newest event time applied.
+  ``META``, ``LAYOUT``: the layout version (:meth:`~user_limits.stores.dynamodb.store.DynamoDBStore.migrate`).
+- ``CHECKPOINT``, ``<stream>|<shardId>``: a shard's checkpoint, with a zero-padded ``orderKey``.
+
+Here: the keys, the attribute encodings and the packing of large values, as pure functions (no
+client, no I/O) shared by the store, its plan of writes and their tests.
 """
 
 from __future__ import annotations
@@ -39,7 +61,7 @@ COUNTER_SHARDS = 8
 PARKED_PREFIX = "E"  # attribute E<position> of a parked item
 # The table's layout version, in META/LAYOUT. 1 (no LAYOUT item) kept parked events under
 # USER#<userId of the event>, PARKED#<userLimitId>: a limit created for another user never found
-# them. ``user-limits init`` moves them (see dynamodb_store.migrate).
+# them. ``user-limits init`` moves them (see DynamoDBStore.migrate).
 LAYOUT_VERSION = 2
 LEGACY_PARKED_PREFIX = "PARKED#"  # layout 1: the sort key of USER#<userId>, PARKED#<userLimitId>
 LEGACY_PARKED_CHUNKS = "CHUNK#PARKED#"  # layout 1: CHUNK#PARKED#<userLimitId>#<position>#<n>
@@ -51,7 +73,7 @@ INLINE = 32_000
 CHUNK = 300_000
 # A DynamoDB item holds 400 KB (409,600 bytes). A parked item holds its events inline up to
 # PARKED_INLINE bytes, then only the pointers to their chunks, up to PARKED_ITEM bytes: room for
-# thousands of events for one limit. Beyond, a store-level dead letter (see dynamodb_store).
+# thousands of events for one limit. Beyond, a store-level dead letter (see plan.fit).
 PARKED_INLINE = 200_000
 PARKED_ITEM = 380_000
 # A limit's brandId and currencyCode (free text, up to a Kinesis record of 1 MiB) beyond this many
