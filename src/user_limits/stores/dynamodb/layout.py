@@ -36,12 +36,12 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from user_limits.domain.events import LimitPeriod, LimitStatus, LimitType
 from user_limits.domain.model import UserLimit
 from user_limits.stores.base import StoreError
+from user_limits.stores.fields import LIMIT_FIELDS
 from user_limits.stores.text import bounded_reason, is_plain, storable, unstored
 from user_limits.stream.records import Checkpoint, DeadLetter
 
@@ -235,23 +235,19 @@ def limit_chunk_keys(user_id: str, key: str, value: bytes) -> list[Item]:
     return [item_key(USER + user_id, f"{CHUNKS}{LIMIT}{key}#{digest}#{n}") for n in range(chunk_count(value))]
 
 
+# The attributes of a limit item beyond its keys, in UserLimit's field order. brandId and
+# currencyCode are free text: too big, they go packed into ``texts`` instead.
+_PACKABLE = ("brand_id", "currency_code")
+_ATTRIBUTES = tuple(field for field in LIMIT_FIELDS if field.name not in _PACKABLE)
+
+
 def limit_item(limit: UserLimit) -> tuple[Item, Packed | None]:
     """The limit's item, and its packed brandId and currencyCode when they are too big for it."""
-    item: Item = {
-        "PK": text_attr(USER + limit.user_id),
-        "SK": text_attr(LIMIT + limit.user_limit_id),
-        "userLimitId": text_attr(limit.user_limit_id),
-        "userId": text_attr(limit.user_id),
-        "type": text_attr(limit.type),
-        "period": text_attr(limit.period),
-        "status": text_attr(limit.status),
-        "value": text_attr(str(limit.value)),
-        "progress": text_attr(str(limit.progress)),
-        "activeFrom": number_attr(limit.active_from),
-        "createdAt": number_attr(limit.created_at),
-        "lastSequenceNumber": number_attr(limit.last_sequence_number),
-        "updatedAt": number_attr(limit.updated_at),
-    }
+    item: Item = {"PK": text_attr(USER + limit.user_id), "SK": text_attr(LIMIT + limit.user_limit_id)}
+    for attribute in _ATTRIBUTES:
+        value = getattr(limit, attribute.name)
+        if value is not None:  # an absent attribute is None
+            item[attribute.json_name] = number_attr(value) if attribute.kind == "integer" else text_attr(str(value))
     packed = None
     brand, currency = limit.brand_id, limit.currency_code
     if 4 * (len(brand) + len(currency)) <= TEXTS_INLINE or texts_size((brand, currency)) <= TEXTS_INLINE:
@@ -260,10 +256,6 @@ def limit_item(limit: UserLimit) -> tuple[Item, Packed | None]:
     else:
         packed = pack_texts((limit.brand_id, limit.currency_code))
         item["texts"] = {"B": packed.value}
-    if limit.active_until is not None:
-        item["activeUntil"] = number_attr(limit.active_until)
-    if limit.next_reset_time is not None:
-        item["nextResetTime"] = number_attr(limit.next_reset_time)
     return item, packed
 
 
@@ -284,23 +276,16 @@ def item_limit(item: Mapping[str, Any], chunks: Sequence[bytes] = ()) -> UserLim
         brand, currency = item["brandId"]["S"], item["currencyCode"]["S"]
     else:
         brand, currency = unpack_texts(texts, chunks)
-    return UserLimit(
-        user_limit_id=item["userLimitId"]["S"],
-        user_id=item["userId"]["S"],
-        brand_id=brand,
-        type=cast(LimitType, item["type"]["S"]),
-        period=cast(LimitPeriod, item["period"]["S"]),
-        status=cast(LimitStatus, item["status"]["S"]),
-        value=Decimal(item["value"]["S"]),
-        progress=Decimal(item["progress"]["S"]),
-        currency_code=currency,
-        active_from=int(item["activeFrom"]["N"]),
-        active_until=optional_int(item, "activeUntil"),
-        next_reset_time=optional_int(item, "nextResetTime"),
-        created_at=int(item["createdAt"]["N"]),
-        last_sequence_number=int(item["lastSequenceNumber"]["N"]),
-        updated_at=int(item["updatedAt"]["N"]),
-    )
+    values: dict[str, Any] = {"brand_id": brand, "currency_code": currency}
+    for attribute in _ATTRIBUTES:
+        if attribute.kind == "integer":
+            values[attribute.name] = (
+                optional_int(item, attribute.json_name) if attribute.nullable else int(item[attribute.json_name]["N"])
+            )
+        else:
+            text = item[attribute.json_name]["S"]
+            values[attribute.name] = Decimal(text) if attribute.decimal else text
+    return UserLimit(**values)
 
 
 # -- parked events

@@ -9,55 +9,33 @@ their texts storable and their reason bounded (:mod:`user_limits.stores.text`).
 
 from __future__ import annotations
 
-import types
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import msgspec
 
 from user_limits.domain.model import UserLimit
+from user_limits.stores.fields import DECIMALS, LIMIT_FIELDS
 from user_limits.stores.text import bounded_reason, storable, storable_or_none, unstored_or_none
 from user_limits.stream.records import DeadLetter
 
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    name: str  # the field's name, which is the column's
-    json_name: str  # the field's name in UserLimit's JSON (camelCase)
-    kind: Literal["text", "integer"]
-    nullable: bool
-
-
-def _column(field: msgspec.structs.FieldInfo) -> Column:
-    kind: Any = field.type
-    nullable = get_origin(kind) is types.UnionType and type(None) in get_args(kind)
-    if nullable:
-        (kind,) = (arg for arg in get_args(kind) if arg is not type(None))
-    if kind is int:
-        return Column(field.name, field.encode_name, "integer", nullable)
-    if kind is str or kind is Decimal or get_origin(kind) is Literal:
-        return Column(field.name, field.encode_name, "text", nullable)
-    raise TypeError(f"UserLimit.{field.name}: no SQL column for {kind!r}")
-
-
-LIMIT_COLUMNS: tuple[Column, ...] = tuple(_column(field) for field in msgspec.structs.fields(UserLimit))
+# The columns of user_limits: UserLimit's fields, under the same names.
+LIMIT_COLUMNS = LIMIT_FIELDS
 LIMIT_NAMES = ", ".join(column.name for column in LIMIT_COLUMNS)
-_DECIMALS = tuple(index for index, field in enumerate(msgspec.structs.fields(UserLimit)) if field.type is Decimal)
 
 
 def limit_row(limit: UserLimit) -> list[Any]:
     """The limit's column values, Decimals as their text."""
     row = list(msgspec.structs.astuple(limit))
-    for index in _DECIMALS:
+    for index in DECIMALS:
         row[index] = str(row[index])
     return row
 
 
 def row_limit(row: Sequence[Any]) -> UserLimit:
     values = list(row)
-    for index in _DECIMALS:
+    for index in DECIMALS:
         values[index] = Decimal(values[index])
     return UserLimit(*values)
 
