@@ -39,4 +39,3 @@ def _field(info: msgspec.structs.FieldInfo) -> Field:
 
 
 LIMIT_FIELDS: tuple[Field, ...] = tuple(_field(info) for info in msgspec.structs.fields(UserLimit))
-DECIMALS: tuple[int, ...] = tuple(index for index, field in enumerate(LIMIT_FIELDS) if field.decimal)

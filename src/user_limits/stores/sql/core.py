@@ -14,7 +14,7 @@ ignored and ``as_of``, the newest event time applied.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -104,7 +104,7 @@ STATS = (
 AS_OF = "SELECT as_of FROM counters"
 
 
-def snapshot_of(limit_rows: Sequence[Sequence[Any]], parked_rows: Sequence[Sequence[Any]]) -> Snapshot[UserLimit]:
+def snapshot_of(limit_rows: Iterable[Sequence[Any]], parked_rows: Iterable[Sequence[Any]]) -> Snapshot[UserLimit]:
     """The snapshot of the rows a batch read: its limits, and their parked events."""
     snapshot: Snapshot[UserLimit] = Snapshot()
     snapshot.states = {row[0]: row_limit(row) for row in limit_rows}

@@ -9,14 +9,12 @@ their texts storable and their reason bounded (:mod:`user_limits.stores.text`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, get_args, get_type_hints
 
-import msgspec
-
 from user_limits.domain.model import UserLimit
-from user_limits.stores.fields import DECIMALS, LIMIT_FIELDS
+from user_limits.stores.fields import LIMIT_FIELDS
 from user_limits.stores.text import bounded_reason, storable, storable_or_none, unstored_or_none
 from user_limits.stream.records import DeadLetter
 
@@ -25,19 +23,31 @@ LIMIT_COLUMNS = LIMIT_FIELDS
 LIMIT_NAMES = ", ".join(column.name for column in LIMIT_COLUMNS)
 
 
-def limit_row(limit: UserLimit) -> list[Any]:
-    """The limit's column values, Decimals as their text."""
-    row = list(msgspec.structs.astuple(limit))
-    for index in DECIMALS:
-        row[index] = str(row[index])
-    return row
+# The two conversions the batch makes for every limit, written out from the fields once, at
+# import: a tuple display and a call with positional arguments are about twice as fast as a
+# generic loop over the fields.
 
 
-def row_limit(row: Sequence[Any]) -> UserLimit:
-    values = list(row)
-    for index in DECIMALS:
-        values[index] = Decimal(values[index])
-    return UserLimit(*values)
+def _compiled(name: str, body: str, doc: str) -> Any:
+    namespace: dict[str, Any] = {"Decimal": Decimal, "UserLimit": UserLimit}
+    exec(f"def {name}(value):\n    return {body}", namespace)
+    function = namespace[name]
+    function.__doc__ = doc
+    return function
+
+
+limit_row: Callable[[UserLimit], tuple[Any, ...]] = _compiled(
+    "limit_row",
+    "(" + "".join(f"str(value.{f.name}), " if f.decimal else f"value.{f.name}, " for f in LIMIT_FIELDS) + ")",
+    "The limit's column values, Decimals as their text.",
+)
+row_limit: Callable[[Sequence[Any]], UserLimit] = _compiled(
+    "row_limit",
+    "UserLimit("
+    + ", ".join(f"Decimal(value[{i}])" if f.decimal else f"value[{i}]" for i, f in enumerate(LIMIT_FIELDS))
+    + ")",
+    "The limit of a row of the limit columns, in their order.",
+)
 
 
 # -- dead letters: ``id``, then DeadLetter's fields in order

@@ -228,7 +228,7 @@ class SQLiteStore(SqlStore):
         if not keys:
             return Snapshot()
         ids = (json.dumps(list(keys)),)
-        return snapshot_of(db.execute(_SELECT_LIMITS, ids).fetchall(), db.execute(_SELECT_PARKED, ids).fetchall())
+        return snapshot_of(db.execute(_SELECT_LIMITS, ids), db.execute(_SELECT_PARKED, ids))
 
     def _upsert_limits(self, db: Executor, limits: Sequence[UserLimit]) -> None:
         db.executemany(_UPSERT, [limit_row(limit) for limit in limits])
