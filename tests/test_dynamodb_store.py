@@ -38,8 +38,9 @@ from user_limits.family import UserLimitFamily
 from user_limits.inputs import read_records
 from user_limits.kinesis.records import records_from_lambda_event
 from user_limits.replay import replay
-from user_limits.stores import dynamodb_store, dynamodb_writes
 from user_limits.stores.base import LimitStore, StoreError
+from user_limits.stores.dynamodb import plan as dynamodb_writes
+from user_limits.stores.dynamodb import store as dynamodb_store
 from user_limits.stores.dynamodb_store import DynamoDBStore, initialize, parse_url
 from user_limits.stores.memory_store import MemoryStore
 from user_limits.stream.batch import BatchProcessor
@@ -192,7 +193,7 @@ def test_a_bad_endpoint_region_or_url_is_one_line_and_exit_2(
     def no_request(*args: Any) -> str:
         raise AssertionError("a request was made")
 
-    monkeypatch.setattr(dynamodb_store, "_describe", no_request)
+    monkeypatch.setattr(dynamodb_store, "describe", no_request)
     with pytest.raises(StoreError):
         DynamoDBStore(url)  # refused before its first request
 

@@ -24,10 +24,11 @@ from tests.servers.postgres import PASSWORD, PostgresServer, free_port
 from user_limits.bootstrap import processor as processor_for
 from user_limits.domain.model import UserLimit, export_dict
 from user_limits.replay import replay
-from user_limits.stores import postgres_store
 from user_limits.stores.base import StoreError
 from user_limits.stores.memory_store import MemoryStore
 from user_limits.stores.postgres_store import PostgresStore, initialize
+from user_limits.stores.sql import core as sql_core
+from user_limits.stores.sql import postgres as postgres_store
 from user_limits.stream.records import Checkpoint, Outcome, Snapshot, StreamRecord
 from user_limits.testing.synthetic import generate
 
@@ -341,7 +342,7 @@ def test_a_fault_mid_batch_commits_nothing(store: PostgresStore, failing: str) -
 
 
 def test_all_limits_pages_through_everything_in_id_order(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(postgres_store, "_PAGE", 7)
+    monkeypatch.setattr(sql_core, "_PAGE", 7)
     records = synthetic(300, users=25, seed=11)
     replay(store, records)
     listed = [item.user_limit_id for item in store.all_limits()]
@@ -361,7 +362,7 @@ def test_listings_follow_python_order_whatever_the_database_locale(postgres_serv
         store = PostgresStore(url)
         ids = ["a1", "B1", "_x", "b0", "Zz", "é1", "e2"]
         store.apply_batch(dict.fromkeys(ids, "U1"), writing(*(limit(1, "0", limit_id) for limit_id in ids)))
-        with mock.patch.object(postgres_store, "_PAGE", 2):
+        with mock.patch.object(sql_core, "_PAGE", 2):
             assert [item.user_limit_id for item in store.all_limits()] == sorted(ids)
         assert [item.user_limit_id for item in store.user_limits("U1")] == sorted(ids)
         store.close()

@@ -6,8 +6,21 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 
 from user_limits.domain.model import UserLimit
+from user_limits.stores.base import LimitStore
 from user_limits.stores.text import bounded_reason
 from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
+
+# Reads are dict lookups: nothing to wait for.
+READS_IN_PROCESS = True
+
+
+def open_store(url: str) -> LimitStore:
+    return MemoryStore(url)
+
+
+def initialize(url: str) -> str:
+    """Nothing to create: a memory store lives and dies with its process."""
+    return f"{url}: ready"
 
 
 class MemoryStore:
@@ -103,17 +116,3 @@ class MemoryStore:
 
     def close(self) -> None:
         return None
-
-
-# -- the store-module contract (bootstrap's scheme table)
-
-READS_IN_PROCESS = True
-
-
-def open_store(url: str) -> MemoryStore:
-    return MemoryStore(url)
-
-
-def initialize(url: str) -> str:
-    open_store(url).close()  # nothing to create: a memory store starts empty
-    return f"{url}: ready"

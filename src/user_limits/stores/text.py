@@ -15,10 +15,6 @@ is not UTF-8, so no store can encode it) or 450 kB of text must not fail the bat
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
-
-from user_limits.stream.records import DeadLetter
 
 ESCAPE = "\x1b"  # ASCII ESC: begins no id, reason or coordinate a producer or AWS writes
 # A reason longer than REASON_LIMIT characters keeps its first and last ones around a note, which
@@ -73,33 +69,3 @@ def storable_or_none(text: str | None) -> str | None:
 
 def unstored_or_none(text: str | None) -> str | None:
     return None if text is None else unstored(text)
-
-
-def dead_letter_row(letter: DeadLetter) -> tuple[object, ...]:
-    """``id`` and the fields of a dead letter as SQL stores keep them (text storable, reason bounded)."""
-    return (
-        storable(letter.id),
-        storable(bounded_reason(letter.reason)),
-        letter.data,
-        storable_or_none(letter.sequence_number),
-        letter.sub_sequence_number,
-        storable_or_none(letter.partition_key),
-        letter.arrival_ms,
-        storable_or_none(letter.stream_arn),
-        storable_or_none(letter.shard_id),
-    )
-
-
-def row_dead_letter(row: Sequence[Any]) -> DeadLetter:
-    """The dead letter of the row (reason, data, sequence_number, ..., shard_id) a SQL store reads."""
-    reason, data, sequence_number, sub_sequence_number, partition_key, arrival_ms, stream_arn, shard_id = row
-    return DeadLetter(
-        unstored(reason),
-        bytes(data),
-        unstored_or_none(sequence_number),
-        sub_sequence_number,
-        unstored_or_none(partition_key),
-        arrival_ms,
-        unstored_or_none(stream_arn),
-        unstored_or_none(shard_id),
-    )

@@ -1,7 +1,29 @@
-"""The DynamoDB store's item layout: keys, attribute encodings, packing of large values.
+"""The DynamoDB store's table: one on-demand table, a single-table design keyed for the read API.
 
-Pure functions (no client, no I/O) shared by the store and its tests; the layout itself is
-described in :mod:`user_limits.stores.dynamodb_store`.
+Items (``PK``, ``SK``, both strings):
+
+- ``USER#<userId>``, ``LIMIT#<userLimitId>``: a limit. A user's limits are one Query. ``value`` and
+  ``progress`` are strings: a DynamoDB number would turn ``"9800.00"`` into ``9800``. A brandId and
+  currencyCode too big for the item (free text, up to a 1 MiB record) are packed in ``texts``.
+- ``PARKED#<userLimitId>``, ``PARKED``: the events parked for that limit, whichever userId they
+  carry, one attribute ``E<position>`` (bytes) each, and a version ``v``; a batch reads a limit and
+  its parked events in one BatchGetItem.
+- ``OWNER#<userLimitId>``, ``OWNER``: the user whose partition holds the limit. Read only for
+  limits not found in the partition of the batch's events (new limits, orphans), so that a limit
+  created again for another user moves to that user's partition.
+- ``DEADLETTER``, ``<DeadLetter.id>``: a dead letter, put only if absent (kept once). Its reason is
+  bounded; its texts are stored so that any str comes back exactly (:mod:`user_limits.stores.text`); an id too
+  long for a sort key is replaced by its digest.
+- Bytes too big for their item (records of up to 1 MiB, big texts) are zlib-compressed and, beyond
+  32 KB, kept in chunk items named by their digest (``CHUNK#…`` next to their item, and
+  ``DEADLETTERCHUNK``): an item holds 400 KB.
+- ``META``, ``COUNTERS#<n>``: applied/skipped/ignored, spread over a few items (fewer transaction
+  conflicts between shards) and summed on read. ``META``, ``ASOF``: the newest event time applied.
+  ``META``, ``LAYOUT``: the layout version (:meth:`~user_limits.stores.dynamodb.store.DynamoDBStore.migrate`).
+- ``CHECKPOINT``, ``<stream>|<shardId>``: a shard's checkpoint, with a zero-padded ``orderKey``.
+
+Here: the keys, the attribute encodings and the packing of large values, as pure functions (no
+client, no I/O) shared by the store, its plan of writes and their tests.
 """
 
 from __future__ import annotations
@@ -14,12 +36,12 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from user_limits.domain.events import LimitPeriod, LimitStatus, LimitType
 from user_limits.domain.model import UserLimit
 from user_limits.stores.base import StoreError
+from user_limits.stores.fields import LIMIT_FIELDS
 from user_limits.stores.text import bounded_reason, is_plain, storable, unstored
 from user_limits.stream.records import Checkpoint, DeadLetter
 
@@ -39,7 +61,7 @@ COUNTER_SHARDS = 8
 PARKED_PREFIX = "E"  # attribute E<position> of a parked item
 # The table's layout version, in META/LAYOUT. 1 (no LAYOUT item) kept parked events under
 # USER#<userId of the event>, PARKED#<userLimitId>: a limit created for another user never found
-# them. ``user-limits init`` moves them (see dynamodb_store.migrate).
+# them. ``user-limits init`` moves them (see DynamoDBStore.migrate).
 LAYOUT_VERSION = 2
 LEGACY_PARKED_PREFIX = "PARKED#"  # layout 1: the sort key of USER#<userId>, PARKED#<userLimitId>
 LEGACY_PARKED_CHUNKS = "CHUNK#PARKED#"  # layout 1: CHUNK#PARKED#<userLimitId>#<position>#<n>
@@ -51,7 +73,7 @@ INLINE = 32_000
 CHUNK = 300_000
 # A DynamoDB item holds 400 KB (409,600 bytes). A parked item holds its events inline up to
 # PARKED_INLINE bytes, then only the pointers to their chunks, up to PARKED_ITEM bytes: room for
-# thousands of events for one limit. Beyond, a store-level dead letter (see dynamodb_store).
+# thousands of events for one limit. Beyond, a store-level dead letter (see plan.fit).
 PARKED_INLINE = 200_000
 PARKED_ITEM = 380_000
 # A limit's brandId and currencyCode (free text, up to a Kinesis record of 1 MiB) beyond this many
@@ -213,23 +235,19 @@ def limit_chunk_keys(user_id: str, key: str, value: bytes) -> list[Item]:
     return [item_key(USER + user_id, f"{CHUNKS}{LIMIT}{key}#{digest}#{n}") for n in range(chunk_count(value))]
 
 
+# The attributes of a limit item beyond its keys, in UserLimit's field order. brandId and
+# currencyCode are free text: too big, they go packed into ``texts`` instead.
+_PACKABLE = ("brand_id", "currency_code")
+_ATTRIBUTES = tuple(field for field in LIMIT_FIELDS if field.name not in _PACKABLE)
+
+
 def limit_item(limit: UserLimit) -> tuple[Item, Packed | None]:
     """The limit's item, and its packed brandId and currencyCode when they are too big for it."""
-    item: Item = {
-        "PK": text_attr(USER + limit.user_id),
-        "SK": text_attr(LIMIT + limit.user_limit_id),
-        "userLimitId": text_attr(limit.user_limit_id),
-        "userId": text_attr(limit.user_id),
-        "type": text_attr(limit.type),
-        "period": text_attr(limit.period),
-        "status": text_attr(limit.status),
-        "value": text_attr(str(limit.value)),
-        "progress": text_attr(str(limit.progress)),
-        "activeFrom": number_attr(limit.active_from),
-        "createdAt": number_attr(limit.created_at),
-        "lastSequenceNumber": number_attr(limit.last_sequence_number),
-        "updatedAt": number_attr(limit.updated_at),
-    }
+    item: Item = {"PK": text_attr(USER + limit.user_id), "SK": text_attr(LIMIT + limit.user_limit_id)}
+    for attribute in _ATTRIBUTES:
+        value = getattr(limit, attribute.name)
+        if value is not None:  # an absent attribute is None
+            item[attribute.json_name] = number_attr(value) if attribute.kind == "integer" else text_attr(str(value))
     packed = None
     brand, currency = limit.brand_id, limit.currency_code
     if 4 * (len(brand) + len(currency)) <= TEXTS_INLINE or texts_size((brand, currency)) <= TEXTS_INLINE:
@@ -238,10 +256,6 @@ def limit_item(limit: UserLimit) -> tuple[Item, Packed | None]:
     else:
         packed = pack_texts((limit.brand_id, limit.currency_code))
         item["texts"] = {"B": packed.value}
-    if limit.active_until is not None:
-        item["activeUntil"] = number_attr(limit.active_until)
-    if limit.next_reset_time is not None:
-        item["nextResetTime"] = number_attr(limit.next_reset_time)
     return item, packed
 
 
@@ -262,23 +276,16 @@ def item_limit(item: Mapping[str, Any], chunks: Sequence[bytes] = ()) -> UserLim
         brand, currency = item["brandId"]["S"], item["currencyCode"]["S"]
     else:
         brand, currency = unpack_texts(texts, chunks)
-    return UserLimit(
-        user_limit_id=item["userLimitId"]["S"],
-        user_id=item["userId"]["S"],
-        brand_id=brand,
-        type=cast(LimitType, item["type"]["S"]),
-        period=cast(LimitPeriod, item["period"]["S"]),
-        status=cast(LimitStatus, item["status"]["S"]),
-        value=Decimal(item["value"]["S"]),
-        progress=Decimal(item["progress"]["S"]),
-        currency_code=currency,
-        active_from=int(item["activeFrom"]["N"]),
-        active_until=optional_int(item, "activeUntil"),
-        next_reset_time=optional_int(item, "nextResetTime"),
-        created_at=int(item["createdAt"]["N"]),
-        last_sequence_number=int(item["lastSequenceNumber"]["N"]),
-        updated_at=int(item["updatedAt"]["N"]),
-    )
+    values: dict[str, Any] = {"brand_id": brand, "currency_code": currency}
+    for attribute in _ATTRIBUTES:
+        if attribute.kind == "integer":
+            values[attribute.name] = (
+                optional_int(item, attribute.json_name) if attribute.nullable else int(item[attribute.json_name]["N"])
+            )
+        else:
+            text = item[attribute.json_name]["S"]
+            values[attribute.name] = Decimal(text) if attribute.decimal else text
+    return UserLimit(**values)
 
 
 # -- parked events

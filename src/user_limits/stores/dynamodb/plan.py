@@ -1,9 +1,9 @@
-"""The DynamoDB store's writes: an outcome as steps, and steps as transactions within DynamoDB's limits.
+"""The DynamoDB store's plan of writes: an outcome as steps, and steps as transactions within DynamoDB's limits.
 
 Pure (no client, no I/O). A *unit* is what one limit (or one dead letter) changes; it is a list of
 *steps* written in order:
 
-- chunk items first (content-addressed, see :mod:`dynamodb_items`): written ahead, even in an
+- chunk items first (content-addressed, see :mod:`.layout`): written ahead, even in an
   earlier transaction, they change nothing a stored item points to;
 - then its *main* step, all or nothing: the limit's write, conditional on the limit being as the
   batch read it, and the one write of its parked item (an Update, a Put of the whole item or a
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from user_limits.domain.model import UserLimit
-from user_limits.stores.dynamodb_items import (
+from user_limits.stores.dynamodb.layout import (
     LIMIT,
     OWNER,
     PARKED_INLINE,

@@ -1,0 +1,221 @@
+"""What the SQLite and PostgreSQL stores share: the queries of the read side and the order of a batch's write.
+
+A dialect subclasses :class:`SqlStore` and brings its connection, its transaction and locking
+(``apply_batch``), its placeholder and the few statements SQL spells differently: the bulk upsert
+of limits, the "newer checkpoint wins" write and the counters. Every driver error a store meets
+becomes one :class:`StoreError` line (:meth:`SqlStore._failed`); anything else (a bug, an
+injected fault) goes up as it is.
+
+Schema (both dialects, one design): ``user_limits`` (:mod:`.mapping`, indexed by user),
+``parked_events`` (limit, position), ``dead_letters`` (listed in ``seq`` order, kept once by
+``id``), ``checkpoints`` (stream, shard) and one ``counters`` row holding applied, skipped,
+ignored and ``as_of``, the newest event time applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from user_limits.domain.model import UserLimit
+from user_limits.stores.base import StoreError
+from user_limits.stores.sql.mapping import (
+    DEAD_LETTER_NAMES,
+    DEAD_LETTER_READ,
+    LIMIT_NAMES,
+    dead_letter_row,
+    row_dead_letter,
+    row_limit,
+)
+from user_limits.stores.text import storable
+from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
+
+# all_limits reads this many limits a query: each limit once, without holding a read open between pages.
+_PAGE = 5000
+
+
+class Executor(Protocol):
+    """What a batch writes through: a connection (SQLite) or a pipelined cursor (PostgreSQL)."""
+
+    def execute(self, sql: Any, params: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: Any, params: Any, /) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The statements both dialects spell alike, with the dialect's placeholder ``p``."""
+
+    p: str
+
+    def _marks(self, count: int) -> str:
+        return ", ".join([self.p] * count)
+
+    @property
+    def insert_parked(self) -> str:
+        return (
+            f"INSERT INTO parked_events (user_limit_id, position, data) VALUES ({self._marks(3)}) "
+            "ON CONFLICT DO NOTHING"
+        )
+
+    @property
+    def delete_parked(self) -> str:
+        return f"DELETE FROM parked_events WHERE user_limit_id = {self.p} AND position = {self.p}"
+
+    @property
+    def insert_dead_letter(self) -> str:
+        return (
+            f"INSERT INTO dead_letters ({DEAD_LETTER_NAMES}) VALUES ({self._marks(DEAD_LETTER_NAMES.count(',') + 1)}) "
+            "ON CONFLICT (id) DO NOTHING"
+        )
+
+    @property
+    def select_checkpoint(self) -> str:
+        return (
+            "SELECT sequence_number, sub_sequence_number FROM checkpoints "
+            f"WHERE stream = {self.p} AND shard_id = {self.p}"
+        )
+
+    @property
+    def user_limits(self) -> str:
+        return f"SELECT {LIMIT_NAMES} FROM user_limits WHERE user_id = {self.p} ORDER BY user_limit_id"
+
+    @property
+    def user_limit(self) -> str:
+        return f"SELECT {LIMIT_NAMES} FROM user_limits WHERE user_limit_id = {self.p} AND user_id = {self.p}"
+
+    def first_page(self, size: int) -> str:
+        # No lower bound: '' is an id like any other.
+        return f"SELECT {LIMIT_NAMES} FROM user_limits ORDER BY user_limit_id LIMIT {size}"
+
+    def next_page(self, size: int) -> str:
+        return (
+            f"SELECT {LIMIT_NAMES} FROM user_limits WHERE user_limit_id > {self.p} ORDER BY user_limit_id LIMIT {size}"
+        )
+
+
+PARKED_EVENTS = "SELECT user_limit_id, position, data FROM parked_events ORDER BY user_limit_id, position"
+DEAD_LETTERS = f"SELECT {DEAD_LETTER_READ} FROM dead_letters ORDER BY seq"
+STATS = (
+    "SELECT applied, skipped, ignored, (SELECT count(*) FROM parked_events), "
+    "(SELECT count(*) FROM dead_letters) FROM counters"
+)
+AS_OF = "SELECT as_of FROM counters"
+
+
+def snapshot_of(limit_rows: Iterable[Sequence[Any]], parked_rows: Iterable[Sequence[Any]]) -> Snapshot[UserLimit]:
+    """The snapshot of the rows a batch read: its limits, and their parked events."""
+    snapshot: Snapshot[UserLimit] = Snapshot()
+    snapshot.states = {row[0]: row_limit(row) for row in limit_rows}
+    for key, position, data in parked_rows:
+        snapshot.parked.setdefault(key, []).append(ParkedEvent(key, position, bytes(data)))
+    return snapshot
+
+
+class SqlStore:
+    """The read side and the outcome write of a SQL store; the dialect fills in the rest."""
+
+    url: str
+    kind: str  # "SQLite", "PostgreSQL": how errors name the store
+    sql: Statements
+    driver_errors: tuple[type[Exception], ...]
+
+    # -- what a dialect provides
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one statement, outside any batch."""
+        raise NotImplementedError
+
+    def _where(self) -> str:
+        """The store as error messages name it (a path, a masked URL)."""
+        raise NotImplementedError
+
+    def _one_line(self, error: BaseException) -> str:
+        return " ".join(str(error).split()) or type(error).__name__
+
+    def _upsert_limits(self, db: Executor, limits: Sequence[UserLimit]) -> None:
+        """Write the limits, each only over an older stored one (by sequence number)."""
+        raise NotImplementedError
+
+    def _store_checkpoint(self, db: Executor, checkpoint: Checkpoint) -> None:
+        """Write the checkpoint unless a later one is stored."""
+        raise NotImplementedError
+
+    def _add_counts(self, db: Executor, counts: Counts, newest: int | None) -> None:
+        """Add the batch's counts; move as_of up to ``newest`` (None: unchanged)."""
+        raise NotImplementedError
+
+    def _sequence_text(self, value: Any) -> str:
+        return str(value)
+
+    # -- errors
+
+    def _failed(self, error: Exception) -> StoreError:
+        """A driver error as one line for the user."""
+        return StoreError(f"{self.kind} store {self._where()}: {self._one_line(error)}")
+
+    # -- write side
+
+    def _write(self, db: Executor, outcome: Outcome[UserLimit]) -> None:
+        """The outcome, in the order every SQL store writes it, inside the dialect's transaction."""
+        sql = self.sql
+        if outcome.states:
+            self._upsert_limits(db, list(outcome.states.values()))
+        if outcome.parked_added:
+            db.executemany(
+                sql.insert_parked, [(event.key, event.position, event.data) for _, event in outcome.parked_added]
+            )
+        if outcome.parked_removed:
+            db.executemany(sql.delete_parked, [(event.key, event.position) for _, event in outcome.parked_removed])
+        if outcome.dead_letters:
+            db.executemany(sql.insert_dead_letter, [dead_letter_row(letter) for _, letter in outcome.dead_letters])
+        if outcome.checkpoint is not None:
+            self._store_checkpoint(db, outcome.checkpoint)
+        # Last: every batch updates this one row, so its lock is held the shortest.
+        newest = max((limit.updated_at for limit in outcome.states.values()), default=None)
+        self._add_counts(db, outcome.counts, newest)
+
+    def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
+        rows = self._query(self.sql.select_checkpoint, (storable(stream), storable(shard_id)))
+        if not rows:
+            return None
+        sequence_number, sub_sequence_number = rows[0]
+        return Checkpoint(stream, shard_id, self._sequence_text(sequence_number), sub_sequence_number)
+
+    # -- read side
+
+    def user_limits(self, user_id: str) -> list[UserLimit]:
+        return [row_limit(row) for row in self._query(self.sql.user_limits, (user_id,))]
+
+    def user_limit(self, user_id: str, user_limit_id: str) -> UserLimit | None:
+        rows = self._query(self.sql.user_limit, (user_limit_id, user_id))
+        return row_limit(rows[0]) if rows else None
+
+    def all_limits(self) -> Iterator[UserLimit]:
+        """Pages by primary key: each limit once, without holding a read open between pages."""
+        page = _PAGE
+        rows = self._query(self.sql.first_page(page))
+        while True:
+            for row in rows:
+                yield row_limit(row)
+            if len(rows) < page:
+                return
+            rows = self._query(self.sql.next_page(page), (rows[-1][0],))
+
+    def parked_events(self) -> list[ParkedEvent]:
+        return [ParkedEvent(key, position, bytes(data)) for key, position, data in self._query(PARKED_EVENTS)]
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return [row_dead_letter(row) for row in self._query(DEAD_LETTERS)]
+
+    def stats(self) -> Counts:
+        ((applied, skipped, ignored, parked, dead_lettered),) = self._query(STATS)
+        return Counts(applied, skipped, ignored, parked, dead_lettered)
+
+    def as_of(self) -> int | None:
+        ((as_of,),) = self._query(AS_OF)
+        return None if as_of is None else int(as_of)
+
+    def ping(self) -> None:
+        self._query("SELECT 1")

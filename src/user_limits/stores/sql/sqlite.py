@@ -1,0 +1,253 @@
+"""The embedded default store: one SQLite file in WAL mode, schema created and migrated on open.
+
+A batch runs inside ``BEGIN IMMEDIATE``: the read of the touched limits, the projection and the
+write of its outcome (:meth:`SqlStore._write`) form one serialised transaction, so concurrent
+writers can neither interleave nor double-count. The upsert is conditional on the stored
+sequence number all the same, as a second line of defence.
+
+The file's schema version is ``PRAGMA user_version``: 0 for a new file, which gets every step;
+a file of an older version gets the steps after its own, in the transaction that opens it.
+Version 1 kept the counters as rows and as_of in a ``meta`` table, and listed dead letters by
+rowid; version 2 is the design PostgreSQL has (:mod:`.core`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from user_limits.domain.model import UserLimit
+from user_limits.stores.base import StoreError
+from user_limits.stores.sql.core import Executor, SqlStore, Statements, snapshot_of
+from user_limits.stores.sql.mapping import LIMIT_COLUMNS, LIMIT_NAMES, limit_row
+from user_limits.stores.text import storable
+from user_limits.stream.records import Checkpoint, Counts, Outcome, Snapshot
+
+# The schema, one step a version: step n brings version n-1 to n. Never edit a step: add one.
+STEPS = (
+    """
+    CREATE TABLE IF NOT EXISTS user_limits (
+        user_limit_id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        brand_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        period TEXT NOT NULL,
+        status TEXT NOT NULL,
+        value TEXT NOT NULL,
+        progress TEXT NOT NULL,
+        currency_code TEXT NOT NULL,
+        active_from INTEGER NOT NULL,
+        active_until INTEGER,
+        next_reset_time INTEGER,
+        created_at INTEGER NOT NULL,
+        last_sequence_number INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS user_limits_by_user ON user_limits (user_id, user_limit_id);
+    CREATE TABLE IF NOT EXISTS parked_events (
+        user_limit_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (user_limit_id, position)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS dead_letters (
+        id TEXT NOT NULL UNIQUE,
+        reason TEXT NOT NULL,
+        data BLOB NOT NULL,
+        sequence_number TEXT,
+        sub_sequence_number INTEGER,
+        partition_key TEXT,
+        arrival_ms INTEGER,
+        stream_arn TEXT,
+        shard_id TEXT
+    );
+    CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT OR IGNORE INTO counters VALUES ('applied', 0), ('skipped', 0), ('ignored', 0);
+    CREATE TABLE IF NOT EXISTS checkpoints (
+        stream TEXT NOT NULL,
+        shard_id TEXT NOT NULL,
+        sequence_number TEXT NOT NULL,
+        sub_sequence_number INTEGER NOT NULL,
+        PRIMARY KEY (stream, shard_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;
+    """,
+    # 2: the counters and as_of in one row, dead letters listed by seq (as in PostgreSQL).
+    """
+    CREATE TABLE counters_2 (
+        singleton INTEGER PRIMARY KEY DEFAULT 1 CHECK (singleton = 1),
+        applied INTEGER NOT NULL DEFAULT 0,
+        skipped INTEGER NOT NULL DEFAULT 0,
+        ignored INTEGER NOT NULL DEFAULT 0,
+        as_of INTEGER
+    );
+    INSERT INTO counters_2 (applied, skipped, ignored, as_of) VALUES (
+        coalesce((SELECT value FROM counters WHERE name = 'applied'), 0),
+        coalesce((SELECT value FROM counters WHERE name = 'skipped'), 0),
+        coalesce((SELECT value FROM counters WHERE name = 'ignored'), 0),
+        (SELECT value FROM meta WHERE name = 'as_of')
+    );
+    DROP TABLE counters;
+    DROP TABLE meta;
+    ALTER TABLE counters_2 RENAME TO counters;
+    -- seq is the rowid: the order dead letters were kept in, as version 1 listed them.
+    CREATE TABLE dead_letters_2 (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        reason TEXT NOT NULL,
+        data BLOB NOT NULL,
+        sequence_number TEXT,
+        sub_sequence_number INTEGER,
+        partition_key TEXT,
+        arrival_ms INTEGER,
+        stream_arn TEXT,
+        shard_id TEXT
+    );
+    INSERT INTO dead_letters_2 SELECT rowid, * FROM dead_letters ORDER BY rowid;
+    DROP TABLE dead_letters;
+    ALTER TABLE dead_letters_2 RENAME TO dead_letters;
+    """,
+)
+SCHEMA_VERSION = len(STEPS)
+
+_SQL = Statements("?")
+_KEYS = "(SELECT value FROM json_each(?))"
+_SELECT_LIMITS = f"SELECT {LIMIT_NAMES} FROM user_limits WHERE user_limit_id IN {_KEYS}"
+_SELECT_PARKED = f"SELECT user_limit_id, position, data FROM parked_events WHERE user_limit_id IN {_KEYS}"
+_UPSERT = f"""
+INSERT INTO user_limits ({LIMIT_NAMES}) VALUES ({", ".join("?" for _ in LIMIT_COLUMNS)})
+ON CONFLICT (user_limit_id) DO UPDATE SET
+    {", ".join(f"{column.name} = excluded.{column.name}" for column in LIMIT_COLUMNS[1:])}
+WHERE excluded.last_sequence_number > user_limits.last_sequence_number
+"""
+# max() of SQLite is NULL if either is: as_of stays when the batch applied nothing.
+_ADD_COUNTS = """
+UPDATE counters SET applied = applied + ?, skipped = skipped + ?, ignored = ignored + ?,
+    as_of = coalesce(max(as_of, ?), as_of, ?)
+"""
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db`` (as SQLAlchemy spells them)."""
+    path = url.removeprefix("sqlite:///")
+    if not path or path == url:
+        raise StoreError(f"bad SQLite store URL {url!r}: use sqlite:///path/to/file.db")
+    return path
+
+
+def migrate(connection: sqlite3.Connection, path: str) -> None:
+    """Bring the file's schema to :data:`SCHEMA_VERSION`, in one transaction."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again under the write lock: another process may have migrated the file meanwhile.
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"SQLite store {path} has schema {version}, newer than this version")
+        for step in STEPS[version:]:
+            for statement in step.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+class SQLiteStore(SqlStore):
+    kind = "SQLite"
+    sql = _SQL
+    driver_errors = (sqlite3.Error,)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self._local = threading.local()
+        parent = Path(self.path).parent
+        if not parent.is_dir():
+            raise StoreError(f"cannot open SQLite store {self.path}: folder {parent} does not exist")
+        connection = self._connection()
+        try:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"SQLite store {self.path} has schema {version}, newer than this version")
+            if version < SCHEMA_VERSION:
+                migrate(connection, self.path)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"cannot open SQLite store {self.path}: {error}") from None
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+                connection.execute("PRAGMA journal_mode = WAL")
+                # WAL with NORMAL survives a process crash; a power loss may lose the last batches
+                # together with their checkpoint, so they are applied again, never twice.
+                connection.execute("PRAGMA synchronous = NORMAL")
+            except sqlite3.DatabaseError as error:
+                raise StoreError(f"cannot open SQLite store {self.path}: {error}") from None
+            self._local.connection = connection
+        return connection
+
+    def _where(self) -> str:
+        return self.path
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise self._failed(error) from error
+
+    # -- write side
+
+    def apply_batch(
+        self, keys: Mapping[str, str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
+    ) -> Outcome[UserLimit]:
+        db = self._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                outcome = project(self._snapshot(db, keys))
+                self._write(db, outcome)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            raise self._failed(error) from error
+        return outcome
+
+    def _snapshot(self, db: sqlite3.Connection, keys: Mapping[str, str]) -> Snapshot[UserLimit]:
+        if not keys:
+            return Snapshot()
+        ids = (json.dumps(list(keys)),)
+        return snapshot_of(db.execute(_SELECT_LIMITS, ids), db.execute(_SELECT_PARKED, ids))
+
+    def _upsert_limits(self, db: Executor, limits: Sequence[UserLimit]) -> None:
+        db.executemany(_UPSERT, [limit_row(limit) for limit in limits])
+
+    def _store_checkpoint(self, db: Executor, checkpoint: Checkpoint) -> None:
+        # Sequence numbers are text here (beyond 64 bits): compared as numbers in Python.
+        where = (storable(checkpoint.stream), storable(checkpoint.shard_id))
+        row = db.execute(self.sql.select_checkpoint, where).fetchone()
+        if row is None or (int(row[0]), row[1]) < checkpoint.order():
+            db.execute(
+                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
+                (*where, checkpoint.sequence_number, checkpoint.sub_sequence_number),
+            )
+
+    def _add_counts(self, db: Executor, counts: Counts, newest: int | None) -> None:
+        db.execute(_ADD_COUNTS, (counts.applied, counts.skipped, counts.ignored, newest, newest))
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
