@@ -9,7 +9,7 @@ SAM_VENV := .venv-sam
 # Lambda's python3.12 runtime around the unpacked lambda.zip: awslambdaric on Python 3.12.
 LAMBDA_VENV := .venv-lambda
 
-.PHONY: demo test lint bench stack lambda lock system-deps clean
+.PHONY: demo test test-fast lint bench stack lambda lock system-deps clean
 
 # Every install comes from the lock, requirements/*.txt (see `make lock`): exact versions and the hashes
 # of their files, so a fresh machine installs what was tested. The project itself is built by the
@@ -70,6 +70,10 @@ test: $(VENV)/.dev $(SERVERS)/node_modules/.installed $(SAM_VENV)/.installed $(L
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+## test-fast: the unit tier alone (no server, no install beyond the venv): the quick loop
+test-fast: $(VENV)/.dev
+	$(BIN)/pytest tests/unit -q
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests bench

@@ -1,5 +1,16 @@
-"""Shared fixtures. Real servers (PostgreSQL, a local DynamoDB, kinesis-local) are started by the plugins
-below, once per session, on loopback ports."""
+"""Shared fixtures and the test tiers.
+
+Real servers (PostgreSQL, a local DynamoDB/S3/SQS, kinesis-local) are started by the plugins below,
+once per session, on loopback ports. The tiers are folders:
+
+- ``tests/unit``: the rules and the pure parts, no server (``make test-fast``);
+- ``tests/contract``: the store contract, the only home of behaviour every store shares;
+- ``tests/integration``: one part against real servers (stores, API, CLI, Lambda runtime, template);
+- ``tests/e2e``: the whole product (the consumer with kill -9, the browser, the images).
+
+Every test that starts a server carries the ``servers`` marker, derived here from the fixtures it
+uses, so that ``pytest -m "not servers"`` starts none.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +33,29 @@ STORE_KINDS = [
     pytest.param("postgres", marks=pytest.mark.servers),
     pytest.param("dynamodb", marks=pytest.mark.servers),
 ]
+
+
+# The fixtures that start a server; any test using one (directly or through another fixture) is marked.
+SERVER_FIXTURES = frozenset({"postgres_server", "dynamodb_server", "kinesis_local"})
+# Markers of tests that start their own servers (uvicorn and Chromium, podman, the runtime emulator).
+SERVER_MARKERS = frozenset({"browser", "containers", "lambda_runtime"})
+TIERS = ("unit", "contract", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = next((part for part in item.path.parts[-3:-1] if part in TIERS), None)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+        starts_server = (
+            tier == "e2e"
+            or not SERVER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+            or any(item.get_closest_marker(name) for name in SERVER_MARKERS)
+        )
+        if starts_server:
+            if tier == "unit":
+                raise pytest.UsageError(f"{item.nodeid}: a unit test starts no server; move it to tests/integration")
+            item.add_marker(pytest.mark.servers)
 
 
 @pytest.fixture

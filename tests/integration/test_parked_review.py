@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.cli_runner import cli
 from tests.streams import BASE_TIME, created, encode, process, progress, records, reset
-from tests.test_cli import cli
 from user_limits.bootstrap import open_store
 from user_limits.cli import parked_commands, projection_commands
 from user_limits.parked_review import (

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.integration.test_snapshots import snapshot_file
 from tests.streams import cut_points, event_streams, export, process, record, records
-from tests.test_properties import batches, fresh_store
-from tests.test_snapshots import snapshot_file
+from tests.unit.test_properties import batches, fresh_store
 from user_limits.family import UserLimitFamily
 from user_limits.snapshots.importer import import_snapshot, write_snapshot
 from user_limits.stores.base import LimitStore

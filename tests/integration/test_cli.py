@@ -11,15 +11,14 @@ import base64
 import json
 import os
 import subprocess
-import sys
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
+from tests.cli_runner import Run, cli, console_script, subprocess_cli
 from tests.streams import KINESIS_BASE, SHARD, STREAM_ARN, created, encode, lambda_event, noise, progress, reset
-from user_limits.cli import main
 from user_limits.domain.model import EXPORT_FIELDS
 
 STREAM = [
@@ -36,37 +35,6 @@ EXPECTED_EXPORT = [
     ("L1", "u1", "DEPOSIT", "DAY", "9800.00", "12.40", None, None),
     ("La", "u1", "DEPOSIT", "DAY", "50", "0", None, created("La", 6)["payload"]["nextResetTime"]),
 ]
-
-
-class Run(NamedTuple):
-    code: int
-    out: str
-    err: str
-
-
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> Run:
-    """``user-limits ARGS`` in process, through the same ``main`` the console script calls."""
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["user-limits", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else 1
-    captured = capsys.readouterr()
-    return Run(code, captured.out, captured.err)
-
-
-def console_script() -> list[str]:
-    script = Path(sys.executable).parent / "user-limits"
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-c", "from user_limits.cli import main; main()"]
-
-
-def subprocess_cli(*args: str, cwd: Path) -> Run:
-    done = subprocess.run([*console_script(), *args], capture_output=True, text=True, cwd=cwd, timeout=120)
-    return Run(done.returncode, done.stdout, done.stderr)
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.cli_runner import Run, cli
 from tests.servers.dynamodb_local import DynamoDBServer, set_dummy_credentials
 from tests.servers.kinesis_local import KinesisLocalServer
 from tests.streams import created, export, process, progress, record, reset
-from tests.test_cli import Run, cli
 from user_limits.bootstrap import open_store
 from user_limits.invocation_record import parse_invocation_record
 from user_limits.shard_range import RangeUnavailable, read_range

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_cli import Run, cli
+from tests.cli_runner import Run, cli
 
 QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/failed-batches"
 

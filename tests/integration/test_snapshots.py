@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.cli_runner import cli
 from tests.streams import BASE_TIME, created, export, process, progress, records, reset
-from tests.test_cli import cli
 from user_limits.domain.model import EXPORT_FIELDS
 from user_limits.snapshots.format import FIELDS, SnapshotFile, SnapshotFormatError
 from user_limits.snapshots.importer import ImportCounts, import_snapshot, write_snapshot

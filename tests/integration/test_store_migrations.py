@@ -24,7 +24,7 @@ from user_limits.stores.sqlite_store import SQLiteStore
 from user_limits.stores.text import storable
 from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 STREAM = "arn:aws:kinesis:eu-west-1:123456789012:stream/user-limits"
 SHARD = "shardId-000000000000"
 SEQUENCE = "49590338271490256608559692538361571095921575989136588898"

@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.test_api import SAMPLE_USER, seed_sample
+from tests.integration.test_api import SAMPLE_USER, seed_sample
 from user_limits.api.app import create_app
 from user_limits.api.settings import Settings
 from user_limits.bootstrap import open_store

@@ -165,7 +165,7 @@ def test_cli_prints_the_counts_and_rejects_bad_input_in_one_line(
     kinesis_local: KinesisLocalServer, tmp_path: Path
 ) -> None:
     stream = kinesis_local.create_stream(2)
-    sample = Path(__file__).resolve().parents[1] / "src" / "user_limits" / "data" / "sample_events.json"
+    sample = Path(__file__).resolve().parents[2] / "src" / "user_limits" / "data" / "sample_events.json"
     done = run_cli("produce", str(sample), "--stream", stream, "--endpoint", kinesis_local.endpoint)
     count = len(json.loads(sample.read_text()))
     assert done.returncode == 0, done.stderr
