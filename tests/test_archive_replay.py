@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import itertools
 import json
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -293,6 +295,65 @@ def test_a_store_bootstrapped_from_the_archive_then_fed_the_overlapping_stream_e
     assert got["export"] == expected["export"]
     assert got["parked"] == expected["parked"]
     assert got["stats"]["applied"] == expected["stats"]["applied"]
+
+
+# -- reading that fails part-way, objects that go away
+
+
+def test_a_read_that_fails_part_way_says_what_is_committed_and_the_same_command_then_completes(
+    run: Any, s3_bucket: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.response import StreamingBody
+
+    records = sample(3000)
+    put_in_every_form(s3_bucket, records)
+    store = f"sqlite:///{tmp_path / 'interrupted.db'}"
+    whole_body = StreamingBody.iter_chunks
+    bodies = 0
+
+    def reset_in_the_fourth_object(self: StreamingBody, chunk_size: int = 1024) -> Iterator[bytes]:
+        nonlocal bodies
+        bodies += 1
+        if bodies == 4:
+            yield from itertools.islice(whole_body(self, 100), 1)
+            raise ConnectionResetError(104, "Connection reset by peer")  # the fault: the connection drops
+        yield from whole_body(self, chunk_size)
+
+    monkeypatch.setattr(StreamingBody, "iter_chunks", reset_in_the_fourth_object)
+    failed = run("replay", s3_bucket.url(PREFIX), "--endpoint", s3_bucket.endpoint, "--store", store)
+    one_line_exit_2(failed, "reading failed after 100 bytes: ConnectionResetError")
+    assert "records are committed, none after them; replaying it again once it is fixed is safe" in failed.err
+    assert store_state(run, store)["stats"]["applied"] > 0
+    monkeypatch.setattr(StreamingBody, "iter_chunks", whole_body)
+    replay_archive(run, s3_bucket, store)
+    expected = reference(run, tmp_path, records)
+    got = store_state(run, store)
+    assert got["export"] == expected["export"]
+    assert got["stats"]["applied"] == expected["stats"]["applied"]
+
+
+def test_an_object_deleted_after_the_listing_is_a_warning_and_the_rest_is_read(
+    run: Any, s3_bucket: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.response import StreamingBody
+
+    first, second, third = key("2026/11/30/12"), key("2026/11/30/13"), key("2026/11/30/14")
+    for n, name in enumerate((first, second, third)):
+        s3_bucket.put(name, encode(created(f"L{n}", 1, user_id=f"u{n}")))
+    whole_body = StreamingBody.iter_chunks
+
+    def delete_the_second_while_the_first_is_read(self: StreamingBody, chunk_size: int = 1024) -> Iterator[bytes]:
+        s3_bucket.client.delete_object(Bucket=s3_bucket.name, Key=second)  # a lifecycle rule, say
+        yield from whole_body(self, chunk_size)
+
+    monkeypatch.setattr(StreamingBody, "iter_chunks", delete_the_second_while_the_first_is_read)
+    store = f"sqlite:///{tmp_path / 'gone.db'}"
+    result = replay_archive(run, s3_bucket, store)
+    assert (
+        result.err == f"user-limits: warning: s3://{s3_bucket.name}/{second}: deleted since it was listed; not read\n"
+    )
+    assert "1 warning (above)" in result.out
+    assert [limit["userLimitId"] for limit in store_state(run, store)["export"]] == ["L0", "L2"]
 
 
 # -- the progress bar
