@@ -23,7 +23,12 @@ import pytest
 from user_limits.bootstrap import open_store
 from user_limits.stores.base import LimitStore
 
-pytest_plugins = ["tests.servers.postgres", "tests.servers.dynamodb_local", "tests.servers.kinesis_local"]
+pytest_plugins = [
+    "tests.servers.postgres",
+    "tests.servers.dynamodb_local",
+    "tests.servers.s3_local",
+    "tests.servers.kinesis_local",
+]
 
 SHARED_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "events.json"
 

@@ -64,7 +64,7 @@ def replay(
                 raise InputError(f"{error} (nothing of the file is applied)") from None
             raise InputError(
                 f"{error} (the first {committed} records are committed, none after them; "
-                "replaying the file again once it is fixed is safe: what is committed is skipped)"
+                "replaying it again once it is fixed is safe: what is committed is skipped)"
             ) from None
         if batch is None:
             return total

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from importlib.resources import files
-from pathlib import Path
 from typing import Annotated
 
 import msgspec
 import typer
 
+from user_limits.archive import is_archive_url
 from user_limits.bootstrap import open_store, store_url
+from user_limits.cli import archive_replay
 from user_limits.cli.app import JsonOption, StoreOption, app
 from user_limits.cli.parked_commands import age_text, now_ms
 from user_limits.cli.render import (
@@ -80,20 +81,35 @@ def demo(store: StoreOption = None) -> None:
 
 @app.command("replay")
 def replay_command(
-    files_: Annotated[list[Path], typer.Argument(metavar="FILE...", help="JSON array, JSON Lines or Lambda event")],
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SOURCE...",
+            help="A file (JSON array, JSON Lines or Lambda event) or s3://BUCKET/PREFIX (a Firehose archive)",
+        ),
+    ],
     store: StoreOption = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Records per batch.")] = 1000,
+    endpoint: archive_replay.EndpointOption = None,
+    region: archive_replay.RegionOption = None,
+    since: archive_replay.SinceOption = None,
+    until: archive_replay.UntilOption = None,
 ) -> None:
-    """Apply the events of FILEs to the store, in batches as they are read, and print the counts."""
-    # Every file is opened first: a missing or unreadable one stops the run before anything is
-    # applied. Each is then read as it is applied (JSON Lines as a stream, in bounded memory).
-    for path in files_:
-        check_readable(path)
+    """Apply the events of SOURCEs (files, archives) to the store, in batches as they are read; print the counts."""
+    # Every file is opened and every archive listed first: a missing or unreadable one stops the
+    # run before anything is applied. Each is then read as it is applied, in bounded memory.
+    archives = archive_replay.open_archives(sources, endpoint, region, since, until)
+    for source, archive in zip(sources, archives, strict=True):
+        if archive is None:
+            check_readable(source)
     target = open_store(store_url(store))
     try:
-        for path in files_:
-            with open_input(path) as source:
-                _replay_file(target, source, batch_size)
+        for source, archive in zip(sources, archives, strict=True):
+            if archive is not None:
+                archive_replay.replay_archive(target, archive, batch_size)
+                continue
+            with open_input(source) as opened:
+                _replay_file(target, opened, batch_size)
     finally:
         target.close()
 
@@ -138,7 +154,12 @@ def dead_letters(store: StoreOption = None, json: JsonOption = False) -> None:
         return
     out = console()
     for letter in letters:
-        where = f"shard {letter.shard_id} seq {letter.sequence_number}" if letter.sequence_number else "no coordinates"
+        if letter.sequence_number:
+            where = f"shard {letter.shard_id} seq {letter.sequence_number}"
+        elif letter.partition_key and is_archive_url(letter.partition_key):
+            where = letter.partition_key  # replayed from an archive: the object and offset
+        else:
+            where = "no coordinates"
         out.print(f"{shown(where)}: {shown(letter.reason)}")
     out.print(f"{len(letters)} dead letters")
 
