@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from user_limits.cfn_template import load
+from user_limits.operations.cfn_template import load
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "deploy" / "template.yaml"

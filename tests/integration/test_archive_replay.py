@@ -153,7 +153,7 @@ def test_objects_are_read_in_key_order_across_hours_and_days(
 ) -> None:
     # Read in key order: the progress of seq 2 waits (parked) for its limit, then seq 3 follows.
     # Read in any other order, one of them is a late copy, skipped, and the progress is wrong.
-    monkeypatch.setattr("user_limits.archive.LIST_PAGE_SIZE", 2)  # several pages of the listing
+    monkeypatch.setattr("user_limits.operations.archive.LIST_PAGE_SIZE", 2)  # several pages of the listing
     objects = {
         key("2026/11/30/23"): [progress("L1", 2, "10", "0")],
         key("2026/12/01/00", 1): [created("L1", 1, value="100")],
@@ -363,9 +363,9 @@ def test_an_object_deleted_after_the_listing_is_a_warning_and_the_rest_is_read(
 def test_the_progress_bar_shows_objects_and_bytes(s3_bucket: S3Bucket, tmp_path: Path) -> None:
     from rich.console import Console
 
-    from user_limits.archive import Archive, parse_archive_url, s3_client
     from user_limits.bootstrap import open_store
     from user_limits.cli.archive_replay import replay_archive as replay_with_bar
+    from user_limits.operations.archive import Archive, parse_archive_url, s3_client
 
     records = sample(400)
     s3_bucket.put(key("2026/11/30/12"), b"".join(records[:200]))

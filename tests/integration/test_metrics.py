@@ -25,7 +25,7 @@ from tests.streams import created, encode, noise, progress
 from user_limits.api.app import create_app
 from user_limits.api.settings import Settings
 from user_limits.bootstrap import open_store
-from user_limits.metrics import ConsumerMetrics
+from user_limits.observability.metrics import ConsumerMetrics
 from user_limits.stores.base import LimitStore
 from user_limits.stream.records import Counts, StreamRecord
 

@@ -21,7 +21,7 @@ from tests.cli_runner import cli
 from tests.streams import BASE_TIME, created, encode, process, progress, records, reset
 from user_limits.bootstrap import open_store
 from user_limits.cli import parked_commands, projection_commands
-from user_limits.parked_review import (
+from user_limits.operations.parked_review import (
     EXPIRED_REASON,
     DurationError,
     LimitSummary,

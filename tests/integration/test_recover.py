@@ -26,8 +26,8 @@ from tests.servers.dynamodb_local import DynamoDBServer, set_dummy_credentials
 from tests.servers.kinesis_local import KinesisLocalServer
 from tests.streams import created, export, process, progress, record, reset
 from user_limits.bootstrap import open_store
-from user_limits.invocation_record import parse_invocation_record
-from user_limits.shard_range import RangeUnavailable, read_range
+from user_limits.kinesis.shard_range import RangeUnavailable, read_range
+from user_limits.operations.invocation_record import parse_invocation_record
 from user_limits.testing.lambda_events import lambda_record
 
 SHARD0 = "shardId-000000000000"
@@ -425,7 +425,7 @@ def test_a_queue_that_does_not_exist_is_one_line_and_exit_2(run: Any, moto_endpo
 
 
 def test_a_store_that_fails_keeps_the_message(stream: Stream, sqs: Any, queue: str, tmp_path: Path) -> None:
-    from user_limits.recover import Recovery, Report, recover_queue
+    from user_limits.operations.recover import Recovery, Report, recover_queue
 
     seqs = stream.sequence_numbers
     body = json.dumps(on_failure_record(stream.arn, seqs[0], seqs[2], 3))

@@ -19,8 +19,8 @@ import pytest
 from tests.cli_runner import cli
 from tests.streams import BASE_TIME, created, export, process, progress, records, reset
 from user_limits.domain.model import EXPORT_FIELDS
-from user_limits.snapshots.format import FIELDS, SnapshotFile, SnapshotFormatError
-from user_limits.snapshots.importer import ImportCounts, import_snapshot, write_snapshot
+from user_limits.operations.snapshots.format import FIELDS, SnapshotFile, SnapshotFormatError
+from user_limits.operations.snapshots.importer import ImportCounts, import_snapshot, write_snapshot
 from user_limits.stores.base import LimitStore
 
 

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from user_limits.archive import (
+from user_limits.errors import UserError
+from user_limits.operations.archive import (
     CHUNK_BYTES,
     ArchiveUrl,
     _data,
@@ -19,7 +20,6 @@ from user_limits.archive import (
     parse_archive_url,
     parse_hour,
 )
-from user_limits.errors import UserError
 from user_limits.stream.records import StreamRecord
 
 LOCATION = "s3://bucket/limit-events/2026/11/30/12/stream-1-2026-11-30-12-00-00-abc"

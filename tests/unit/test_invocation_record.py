@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.streams import KINESIS_BASE, SHARD, STREAM_ARN, created, lambda_event, progress
-from user_limits.invocation_record import MalformedRecord, parse_invocation_record, payload_records
+from user_limits.operations.invocation_record import MalformedRecord, parse_invocation_record, payload_records
 
 START = "49601189658422359378836298521827638475320189012309704722"
 END = "49601189658422359378836298522902373528957594348623495186"

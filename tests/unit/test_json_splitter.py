@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from user_limits.json_splitter import Piece, split
+from user_limits.operations.json_splitter import Piece, split
 
 SPACE = b" \t\r\n"
 

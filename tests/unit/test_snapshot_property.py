@@ -23,7 +23,7 @@ from tests.integration.test_snapshots import snapshot_file
 from tests.streams import cut_points, event_streams, export, process, record, records
 from tests.unit.test_properties import batches, fresh_store
 from user_limits.family import UserLimitFamily
-from user_limits.snapshots.importer import import_snapshot, write_snapshot
+from user_limits.operations.snapshots.importer import import_snapshot, write_snapshot
 from user_limits.stores.base import LimitStore
 from user_limits.stream.engine import InvalidRecord
 from user_limits.stream.records import StreamRecord

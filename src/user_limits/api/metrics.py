@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from user_limits.api.deps import StoreReader
-from user_limits.metrics import CONTENT_TYPE_LATEST, ApiMetrics
+from user_limits.observability.metrics import CONTENT_TYPE_LATEST, ApiMetrics
 
 UNMATCHED = "unmatched"
 

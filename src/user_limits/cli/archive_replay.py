@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from user_limits.archive import Archive, is_archive_url, parse_archive_url, parse_hour, s3_client
 from user_limits.cli.render import console, counts_line, shown
 from user_limits.errors import UserError
+from user_limits.operations.archive import Archive, is_archive_url, parse_archive_url, parse_hour, s3_client
 from user_limits.replay import replay
 from user_limits.stores.base import LimitStore
 

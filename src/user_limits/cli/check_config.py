@@ -20,10 +20,10 @@ from typing import Annotated, Any
 
 import typer
 
-from user_limits.cfn_template import Resolver, TemplateError, load
 from user_limits.cli.app import app
 from user_limits.errors import UserError
 from user_limits.inputs import read_file
+from user_limits.operations.cfn_template import Resolver, TemplateError, load
 
 STREAM_EVENT_TYPES = ("Kinesis", "DynamoDB")  # SAM event types that are stream mappings
 INFINITE = -1

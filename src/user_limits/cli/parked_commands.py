@@ -20,7 +20,7 @@ from user_limits.bootstrap import open_store, store_url
 from user_limits.cli.app import JsonOption, StoreOption, app
 from user_limits.cli.render import console, shown, when
 from user_limits.errors import UserError
-from user_limits.parked_review import (
+from user_limits.operations.parked_review import (
     EXPIRED_REASON,
     LimitSummary,
     expire_batches,

@@ -9,7 +9,6 @@ from typing import Annotated
 import msgspec
 import typer
 
-from user_limits.archive import is_archive_url
 from user_limits.bootstrap import open_store, store_url
 from user_limits.cli import archive_replay
 from user_limits.cli.app import JsonOption, StoreOption, app
@@ -26,7 +25,8 @@ from user_limits.cli.render import (
 from user_limits.domain.model import export_dict
 from user_limits.errors import UserError
 from user_limits.inputs import Source, check_readable, open_input, parse_records
-from user_limits.parked_review import oldest_age_ms
+from user_limits.operations.archive import is_archive_url
+from user_limits.operations.parked_review import oldest_age_ms
 from user_limits.replay import replay
 from user_limits.stores.base import LimitStore
 

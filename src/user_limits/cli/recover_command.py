@@ -15,7 +15,7 @@ from user_limits.cli.render import console, counts_line, shown
 from user_limits.errors import UserError
 
 if TYPE_CHECKING:
-    from user_limits.recover import Report, Tally
+    from user_limits.operations.recover import Report, Tally
 
 
 @app.command()
@@ -55,8 +55,8 @@ def recover(
     From --queue, each message's records are read back from the stream; from --bucket, each object holds
     them. Once committed, the message is deleted or the object moved under recovered/. Exit 1 if any is kept.
     """
-    from user_limits import recover as recovering
     from user_limits.kinesis.client import check_region
+    from user_limits.operations import recover as recovering
 
     # Every argument is checked before anything is opened, received or read.
     if (queue is None) == (bucket is None):

@@ -17,8 +17,8 @@ from user_limits.bootstrap import open_store, store_url
 from user_limits.cli.app import StoreOption, app
 from user_limits.cli.render import console, replay_bar, shown
 from user_limits.inputs import InputError
-from user_limits.snapshots.format import SnapshotFile
-from user_limits.snapshots.importer import ImportCounts, import_snapshot, write_snapshot
+from user_limits.operations.snapshots.format import SnapshotFile
+from user_limits.operations.snapshots.importer import ImportCounts, import_snapshot, write_snapshot
 from user_limits.stores.base import LimitStore
 
 PROGRESS_BYTES = 4 * 1024 * 1024

@@ -17,7 +17,7 @@ from user_limits.errors import UserError
 from user_limits.kinesis.shards import Assignment
 
 if TYPE_CHECKING:
-    from user_limits.metrics import ConsumerMetrics
+    from user_limits.observability.metrics import ConsumerMetrics
 
 StreamOption = Annotated[str, typer.Option("--stream", metavar="NAME", help="The Kinesis stream.")]
 EndpointOption = Annotated[
@@ -95,7 +95,7 @@ def consume(
     try:
         batches = processor(target)
         if metrics is not None:
-            from user_limits.metrics import MeteredProcessor
+            from user_limits.observability.metrics import MeteredProcessor
 
             batches = MeteredProcessor(batches, metrics)
         consumer = Consumer(kinesis_client(endpoint, region), batches, target, options)
@@ -115,7 +115,7 @@ def _consumer_metrics(port: int | None, host: str) -> ConsumerMetrics | None:
     if port is None:
         return None
     try:
-        from user_limits.metrics import ConsumerMetrics
+        from user_limits.observability.metrics import ConsumerMetrics
     except ImportError:
         raise UserError("--metrics-port needs prometheus-client: pip install 'user-limits[metrics]'") from None
     metrics = ConsumerMetrics()

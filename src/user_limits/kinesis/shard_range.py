@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from user_limits.invocation_record import BatchInfo
+from user_limits.operations.invocation_record import BatchInfo
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient

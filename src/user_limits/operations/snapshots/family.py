@@ -16,7 +16,7 @@ from typing import NamedTuple
 from user_limits.domain.events import UserLimitEvent
 from user_limits.domain.model import UserLimit
 from user_limits.family import UserLimitFamily
-from user_limits.snapshots.format import Problem, parse_line
+from user_limits.operations.snapshots.format import Problem, parse_line
 from user_limits.stream.engine import InvalidRecord
 from user_limits.stream.records import StreamRecord
 

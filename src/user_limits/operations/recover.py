@@ -1,7 +1,7 @@
 """Recovering the batches a Kinesis event source mapping gave up on, from its on-failure destination.
 
-- **SQS** (``--queue``): each message names a shard's range (see :mod:`user_limits.invocation_record`);
-  its records are read back from the stream (:mod:`user_limits.shard_range`), applied through the
+- **SQS** (``--queue``): each message names a shard's range (see :mod:`user_limits.operations.invocation_record`);
+  its records are read back from the stream (:mod:`user_limits.kinesis.shard_range`), applied through the
   batch path, and the message is deleted only once they are committed.
 - **S3** (``--bucket``): each object carries the whole invocation, records included, so it can be
   recovered after the stream's retention too; once its records are committed the object is moved
@@ -30,11 +30,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from user_limits.bootstrap import processor as processor_for
 from user_limits.errors import UserError
-from user_limits.invocation_record import BatchInfo, MalformedRecord, parse_invocation_record, payload_records
 from user_limits.kinesis.client import check_region, kinesis_client
 from user_limits.kinesis.records import records_from_get_records
+from user_limits.kinesis.shard_range import RangeUnavailable, read_range
+from user_limits.operations.invocation_record import (
+    BatchInfo,
+    MalformedRecord,
+    parse_invocation_record,
+    payload_records,
+)
 from user_limits.replay import batches
-from user_limits.shard_range import RangeUnavailable, read_range
 from user_limits.stores.base import LimitStore
 from user_limits.stream.records import Counts, StreamRecord
 

@@ -15,8 +15,14 @@ from typing import IO
 
 from user_limits.domain.model import UserLimit
 from user_limits.errors import UserError
-from user_limits.snapshots.family import ImportEvent, ImportFamily, snapshot_record
-from user_limits.snapshots.format import Problem, SnapshotFile, SnapshotFormatError, parse_line, snapshot_line
+from user_limits.operations.snapshots.family import ImportEvent, ImportFamily, snapshot_record
+from user_limits.operations.snapshots.format import (
+    Problem,
+    SnapshotFile,
+    SnapshotFormatError,
+    parse_line,
+    snapshot_line,
+)
 from user_limits.stores.base import LimitStore
 from user_limits.stream.batch import BatchProcessor
 from user_limits.stream.records import Counts, Outcome, Snapshot

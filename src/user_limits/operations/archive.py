@@ -8,7 +8,7 @@ records for the batch path (``user-limits replay s3://BUCKET/PREFIX``).
   prefix without an hour in its key is then left out. Without bounds every object under the prefix
   is read.
 - Objects: record data written one after another, with no delimiter or with newlines, split by
-  :mod:`user_limits.json_splitter`; gunzipped as it is read when the object starts with gzip's
+  :mod:`user_limits.operations.json_splitter`; gunzipped as it is read when the object starts with gzip's
   magic bytes (a ``.gz`` object, or one stored with ``Content-Encoding: gzip``). Each object is
   streamed (GetObject, the body read in chunks); nothing is read whole, so memory stays bounded
   whatever the archive's size.
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from user_limits.errors import UserError
 from user_limits.inputs import InputError
-from user_limits.json_splitter import split
+from user_limits.operations.json_splitter import split
 from user_limits.stream.records import StreamRecord
 
 if TYPE_CHECKING:
