@@ -17,24 +17,18 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
+from tests.cli_runner import Run, cli
 from tests.servers.s3_local import S3Bucket
 from tests.streams import created, encode, lambda_event, progress
-from user_limits.cli import main
 from user_limits.testing.synthetic import generate
 
 pytestmark = pytest.mark.servers
 
 PREFIX = "limit-events/"
-
-
-class Run(NamedTuple):
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture
@@ -44,15 +38,7 @@ def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.chdir(tmp_path)
 
     def invoke(*args: str) -> Run:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["user-limits", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as done:
-            code = done.code if isinstance(done.code, int) else 1
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
+        return cli(capsys, monkeypatch, *args)
 
     return invoke
 
