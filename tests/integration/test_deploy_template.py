@@ -37,10 +37,11 @@ PROJECTOR_TABLE_ACTIONS = {
     "dynamodb:ConditionCheckItem",
     "dynamodb:DeleteItem",
     "dynamodb:DescribeTable",
+    "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
 }
-API_TABLE_ACTIONS = {"dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:Query"}
+API_TABLE_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:Query"}
 STREAM_READ_ACTIONS = {
     "kinesis:DescribeStream",
     "kinesis:DescribeStreamSummary",

@@ -706,6 +706,26 @@ def test_init_moves_parked_events_of_layout_1_where_any_creation_finds_them(
         migrated.close()
 
 
+def test_a_table_made_without_init_opens_at_this_layout_and_says_so(
+    store: DynamoDBStore, dynamodb_store_url: str
+) -> None:
+    """A table created by a template (SAM, Terraform) has no layout item and nothing in it: the
+    projector opens it, writes the layout before its first batch, and the read API opens it after."""
+    layout = {"PK": {"S": "META"}, "SK": {"S": "LAYOUT"}}
+    store._client.delete_item(TableName=store.table, Key=layout)  # as CloudFormation leaves the table
+    projector = DynamoDBStore(dynamodb_store_url)
+    try:
+        assert "Item" in store._client.get_item(TableName=store.table, Key=layout, ConsistentRead=True)
+        process(projector, records([created("L1", 1)]))
+    finally:
+        projector.close()
+    reader = DynamoDBStore(dynamodb_store_url)
+    try:
+        assert [limit.user_limit_id for limit in reader.all_limits()] == ["L1"]
+    finally:
+        reader.close()
+
+
 def test_a_table_of_a_newer_layout_says_to_upgrade(store: DynamoDBStore, dynamodb_store_url: str) -> None:
     store._client.put_item(
         TableName=store.table, Item={"PK": {"S": "META"}, "SK": {"S": "LAYOUT"}, "version": {"N": "99"}}

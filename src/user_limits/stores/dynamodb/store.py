@@ -35,6 +35,7 @@ one Query and one GetItem.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 import uuid
@@ -176,7 +177,23 @@ class DynamoDBStore:
 
     def _layout(self) -> int:
         item = self._get(item_key(META, LAYOUT))
-        return 1 if item is None else optional_int(item, "version") or 1
+        if item is not None:
+            return optional_int(item, "version") or 1
+        # No layout item: a table of layout 1, or one made by other means than `init` (the SAM
+        # template, Terraform) that nothing has written to yet. Every batch of layout 1 that changed
+        # anything moved a counter or asOf, so a table with neither holds nothing to migrate.
+        meta = [item_key(META, f"{COUNTERS}{shard}") for shard in range(COUNTER_SHARDS)]
+        if self._batch_get([*meta, item_key(META, AS_OF)]):
+            return 1
+        # Say so before the first batch writes a counter. A role that may not write (the read API's)
+        # leaves it to the projector, which opens the table before it writes anything.
+        with contextlib.suppress(ClientError):
+            self._client.put_item(
+                TableName=self.table,
+                Item={**item_key(META, LAYOUT), "version": number_attr(LAYOUT_VERSION)},
+                ConditionExpression="attribute_not_exists(PK)",
+            )
+        return LAYOUT_VERSION
 
     def _check_layout(self) -> None:
         try:
