@@ -48,7 +48,8 @@ def token(subject: str | None = None, scope: str | list[str] | None = None, **cl
     return jwt.encode(body, SECRET, algorithm="HS256")
 
 
-ADMIN = {"Authorization": f"Bearer {token('ops', 'user-limits:admin')}"}
+# Minted at import, used by tests that run long after it (the whole suite): a day, not ten minutes.
+ADMIN = {"Authorization": f"Bearer {token('ops', 'user-limits:admin', exp=int(time.time()) + 86_400)}"}
 
 
 def seed_sample(store: LimitStore) -> None:
