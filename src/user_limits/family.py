@@ -10,10 +10,9 @@ types we ignore cost no payload decoding; then the payload of a handled type int
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
 from decimal import Context, Decimal, Inexact, InvalidOperation
-from operator import attrgetter
-from typing import cast
+from typing import Any
 
 import msgspec
 from msgspec.structs import astuple
@@ -21,6 +20,7 @@ from msgspec.structs import astuple
 from user_limits.domain import projection
 from user_limits.domain.events import (
     AMOUNT_DIGITS,
+    AMOUNT_GRAMMAR,
     DECIMAL_FIELDS,
     PAYLOAD_TYPES,
     STORED_DECIMAL_FIELDS,
@@ -54,19 +54,53 @@ _ESCAPED_NUL = b"\\u0000"
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
-def _getter(names: tuple[str, ...]) -> Callable[[Payload], tuple[Decimal, ...]]:
-    """The named amounts of a payload as a tuple, fetched in C (attrgetter of one name returns no tuple)."""
-    if len(names) > 1:
-        return cast("Callable[[Payload], tuple[Decimal, ...]]", attrgetter(*names))
-    if not names:
-        return lambda payload: ()
-    get_one = attrgetter(names[0])
-    return lambda payload: (get_one(payload),)
+# Rule 1's grammar, on each amount's JSON text: Decimal() also reads " 1", "1_000", "+5", ".5",
+# "5.", fullwidth digits, NaN. A second decoding of the payload keeps the amounts' texts raw
+# (msgspec skips the other fields without building them).
+_amount_texts: dict[type[Payload], msgspec.json.Decoder[Any]] = {
+    kind: msgspec.json.Decoder(
+        msgspec.defstruct(f"{kind.__name__}Texts", [(name, msgspec.Raw) for name in names], rename="camel", gc=False)
+    )
+    for kind, names in DECIMAL_FIELDS.items()
+}
+_join = b",".join
+# The shape of amounts' JSON texts: a digit becomes 0 and a quote a separator; the point and the
+# minus stay; anything else (an exponent, a plus, a space, "_", a letter, a backslash, UTF-8) is "!".
+_SHAPE = bytes(
+    ord("0") if b in b"0123456789" else ord(",") if b in b'",' else b if b in b".-" else ord("!") for b in range(256)
+)
+# A positional amount (no exponent) whose JSON text, quoted or a number, is at most this many bytes
+# has at most AMOUNT_DIGITS digits either side of the point: in range without a Decimal check.
+_SHORT = AMOUNT_DIGITS
+# The amounts the read model stores, by their place among DECIMAL_FIELDS.
+_stored: dict[type[Payload], tuple[tuple[int, str], ...]] = {
+    kind: tuple((names.index(name), name) for name in STORED_DECIMAL_FIELDS[kind])
+    for kind, names in DECIMAL_FIELDS.items()
+}
+# Reasons name fields as the upstream writes them.
+_wire_names = {
+    kind: {field.name: field.encode_name for field in msgspec.structs.fields(kind)} for kind in DECIMAL_FIELDS
+}
+_text_amount = re.compile(AMOUNT_GRAMMAR).fullmatch
 
 
-_all_amounts = {kind: _getter(names) for kind, names in DECIMAL_FIELDS.items()}
-_stored_amounts = {kind: _getter(names) for kind, names in STORED_DECIMAL_FIELDS.items()}
-_is_finite = Decimal.is_finite
+def _positional(texts: bytes) -> bool:
+    """Whether amounts' JSON texts, joined by commas, are all -?digits[.digits]: the usual case, told
+    with a few byte operations (one regex costs more than decoding the payload). Sound for texts
+    Decimal() took, which hold a point once at most and a minus only first: their shape is digits
+    once each point between digits and each leading minus are gone. A negative JSON number first,
+    an exponent, anything else: False, and left to the exact check."""
+    shape = texts.translate(_SHAPE).replace(b"0.0", b"00").replace(b",-", b",")
+    return shape.replace(b",", b"").isdigit()
+
+
+def _fits_grammar(text: msgspec.Raw) -> bool:
+    """The exact check of one amount's JSON text. A JSON number always fits; a string's text is what
+    it decodes to ("\\u0031" is "1")."""
+    raw = bytes(text)
+    return raw[:1] != b'"' or _text_amount(msgspec.json.decode(raw, type=str)) is not None
+
+
 _BOUND = Decimal(f"1E{AMOUNT_DIGITS}")
 _QUANTUM = Decimal(f"1E-{AMOUNT_DIGITS}")
 # Room for AMOUNT_DIGITS digits either side of the point; Inexact flags digits beyond the quantum.
@@ -82,11 +116,6 @@ def _in_range(amount: Decimal) -> bool:
     except (Inexact, InvalidOperation):
         return False
     return True
-
-
-def _first_bad(payload: Payload, names: tuple[str, ...]) -> str:
-    name = next(n for n in names if not getattr(payload, n).is_finite())
-    return f"`{name}` is not a finite decimal"
 
 
 def decode_envelope(data: bytes) -> Envelope:
@@ -124,14 +153,21 @@ class UserLimitFamily:
         if _ESCAPED_NUL in data and any("\x00" in value for value in astuple(payload) if isinstance(value, str)):
             raise InvalidRecord(f"invalid {envelope.type} payload: a string contains the NUL character (\\u0000)")
         kind = type(payload)
-        if not all(map(_is_finite, _all_amounts[kind](payload))):
-            raise InvalidRecord(f"invalid {envelope.type} payload: {_first_bad(payload, DECIMAL_FIELDS[kind])}")
-        for amount in _stored_amounts[kind](payload):
-            if not _in_range(amount):
-                names = STORED_DECIMAL_FIELDS[kind]
-                name = next(n for n in names if getattr(payload, n) is amount)
+        texts = astuple(_amount_texts[kind].decode(envelope.payload))
+        positional = _positional(_join(texts))
+        if not positional:
+            for name, text in zip(DECIMAL_FIELDS[kind], texts, strict=True):
+                if not _fits_grammar(text):
+                    raise InvalidRecord(
+                        f"invalid {envelope.type} payload: `{_wire_names[kind][name]}` is not a decimal of the form "
+                        "-?digits[.digits][(e|E)[+|-]digits] (ASCII digits)"
+                    )
+        for index, name in _stored[kind]:
+            if positional and len(texts[index]) <= _SHORT:
+                continue
+            if not _in_range(getattr(payload, name)):
                 raise InvalidRecord(
-                    f"invalid {envelope.type} payload: `{name}` is out of range "
+                    f"invalid {envelope.type} payload: `{_wire_names[kind][name]}` is out of range "
                     f"(below 1E+{AMOUNT_DIGITS} with at most {AMOUNT_DIGITS} decimal places)"
                 )
         return UserLimitEvent(envelope.sequence_number, envelope.created_at, payload)

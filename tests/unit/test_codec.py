@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.streams import created, encode, noise, progress, reset
 from user_limits.domain.events import (
@@ -170,6 +173,88 @@ def test_missing_payload_field(type_: str, name: str) -> None:
 def test_amounts_that_are_not_finite_decimals(type_: str, name: str, bad: Any) -> None:
     message = reason(with_payload(PAYLOADS[type_], **{name: bad}))
     assert f"invalid {type_} payload" in message
+
+
+# Rule 1: an amount is ASCII -?digits[.digits][(e|E)[+|-]digits]. Decimal() takes each of these.
+OUTSIDE_THE_GRAMMAR = [
+    " 1",
+    "1 ",
+    "1_000",
+    "\uff11",  # fullwidth 1
+    "\uff11\uff10.\uff15",
+    "\u0663",  # Arabic-Indic 3
+    "\u0661.\u0665",
+    "+5",
+    ".5",
+    "5.",
+    "-.5",
+    "5.e3",
+    "NaN",
+    "Infinity",
+    "\u00a01",  # a no-break space
+    "1\n",
+]
+
+
+@pytest.mark.parametrize(("type_", "name"), [(t, n) for t, names in DECIMALS.items() for n in names])
+@pytest.mark.parametrize("bad", OUTSIDE_THE_GRAMMAR)
+def test_an_amount_outside_the_grammar_is_dead_lettered(type_: str, name: str, bad: str) -> None:
+    message = reason(with_payload(PAYLOADS[type_], **{name: bad}))
+    assert f"invalid {type_} payload" in message
+    assert f"`{name}`" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("12.50", "12.50"),
+        ("-1", "-1"),
+        ("0", "0"),
+        ("-0", "-0"),
+        ("007", "7"),
+        ("0.50", "0.50"),
+        ("1E+5", "1E+5"),
+        ("1e5", "1E+5"),
+        ("5E-8", "5E-8"),
+        ("-2.5e-3", "-0.0025"),
+        ("\\u0031\\u0032", "12"),  # JSON escapes: the text they stand for is what must fit
+    ],
+)
+def test_amounts_in_the_grammar_pass_with_their_value(text: str, value: str) -> None:
+    data = json.dumps(PAYLOADS["USER_LIMIT_PROGRESS_CHANGED"]).replace('"amount": "200"', f'"amount": "{text}"')
+    event = family.decode(data.encode())
+    assert event is not None and isinstance(event.payload, ProgressChanged)
+    assert str(event.payload.amount) == value
+
+
+@pytest.mark.parametrize("number", ["5", "-5", "0.1", "-2.5e3", "1E+5"])
+def test_json_number_amounts_fit_the_grammar_first_or_not(number: str) -> None:
+    # A JSON number is always written in the grammar, wherever it stands among the amounts.
+    payload = PAYLOADS["USER_LIMIT_PROGRESS_CHANGED"]["payload"]
+    for name in ("amount", "previousProgress", "remainingAmount"):
+        fields = {key: value for key, value in payload.items() if key != name}
+        data = json.dumps({**PAYLOADS["USER_LIMIT_PROGRESS_CHANGED"], "payload": {name: 0, **fields}})
+        data = data.replace(f'"{name}": 0', f'"{name}": {number}')
+        event = family.decode(data.encode())
+        assert event is not None
+        assert getattr(
+            event.payload, {"amount": "amount", "previousProgress": "previous_progress"}.get(name, "remaining_amount")
+        ) == Decimal(number)
+
+
+_GRAMMAR = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("0123456789.-+eE _\uff11\u0663 \u00a0N"), max_size=8))
+def test_an_amount_passes_exactly_when_its_text_fits_the_grammar(text: str) -> None:
+    # remainingAmount is validated and never computed with: no range applies to it.
+    data = with_payload(PAYLOADS["USER_LIMIT_PROGRESS_CHANGED"], remainingAmount=text)
+    try:
+        event = family.decode(data)
+    except InvalidRecord:
+        event = None
+    assert (event is not None) == (_GRAMMAR.fullmatch(text) is not None)
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,11 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
     RESET: LimitReset,
 }
 
-# The Decimal fields of each payload type: each must be finite (NaN and Infinity parse as Decimal).
+# Rule 1: the text of an amount, ASCII only. Decimal() reads far more (" 1", "1_000", "+5", ".5",
+# "5.", fullwidth or Arabic-Indic digits, NaN, Infinity); the codec checks the text itself.
+AMOUNT_GRAMMAR = r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+
+# The Decimal fields of each payload type: each must fit AMOUNT_GRAMMAR, so it is finite.
 DECIMAL_FIELDS: dict[type[Payload], tuple[str, ...]] = {
     LimitCreated: ("value",),
     ProgressChanged: ("amount", "previous_progress", "remaining_amount"),

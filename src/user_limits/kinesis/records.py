@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import reprlib
 from binascii import Error as BinasciiError
 from binascii import a2b_base64 as _a2b_base64
 from collections.abc import Iterable, Mapping
@@ -229,6 +228,8 @@ def _as_bytes(value: object) -> bytes:
     try:
         return _encode_json(value)
     except Exception:  # not JSON (a lone surrogate, nesting too deep): its repr, bounded
+        import reprlib  # only for such a record: the cold start does not pay for it
+
         return reprlib.repr(value).encode("utf-8", "backslashreplace")
 
 
