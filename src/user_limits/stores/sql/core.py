@@ -123,9 +123,17 @@ class SqlStore:
 
     # -- what a dialect provides
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """The rows of one statement, outside any batch."""
+    def _connection(self) -> Any:
+        """This thread's open connection (DB-API: ``execute(sql, params).fetchall()``)."""
         raise NotImplementedError
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one statement, outside any batch; a driver error becomes a StoreError."""
+        try:
+            rows: list[tuple[Any, ...]] = self._connection().execute(sql, params).fetchall()
+        except self.driver_errors as error:
+            raise self._failed(error) from error
+        return rows
 
     def _where(self) -> str:
         """The store as error messages name it (a path, a masked URL)."""

@@ -266,12 +266,6 @@ class PostgresStore(SqlStore):
             if connection in self._connections:
                 self._connections.remove(connection)
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._connection().execute(sql, params).fetchall()
-        except psycopg.Error as error:
-            raise self._failed(error) from error
-
     # -- write side
 
     def apply_batch(

@@ -18,7 +18,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from user_limits.domain.model import UserLimit
 from user_limits.stores.base import StoreError
@@ -197,12 +196,6 @@ class SQLiteStore(SqlStore):
 
     def _where(self) -> str:
         return self.path
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._connection().execute(sql, params).fetchall()
-        except sqlite3.Error as error:
-            raise self._failed(error) from error
 
     # -- write side
 
