@@ -219,7 +219,7 @@ def lambda_events(draw: st.DrawFn, n: int) -> tuple[Any, int]:
 
 
 def counted(stats: Any) -> int:
-    return int(stats.applied + stats.skipped + stats.ignored + stats.parked + stats.dead_lettered)
+    return int(stats.applied + stats.skipped + stats.ignored + stats.waiting + stats.dead_letters)
 
 
 @pytest.fixture

@@ -417,7 +417,7 @@ def test_the_longest_ids_round_trip_and_longer_ones_are_dead_lettered(store: Lim
     assert limit is not None and str(limit.progress) == "1"
     too_long = "x" * (MAX_ID_LENGTH + 1)
     process(store, records([created(too_long, 3), created("L1", 4, user_id=too_long)], 2))
-    assert store.stats().dead_lettered == 2
+    assert store.stats().dead_letters == 2
     assert [limit.user_limit_id for limit in store.all_limits()] == [longest]
 
 

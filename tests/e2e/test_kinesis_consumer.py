@@ -316,7 +316,7 @@ def test_an_aggregate_that_cannot_be_read_is_dead_lettered_and_the_shard_moves_o
     # A restart reads nothing again and does not crash.
     again, _ = run_consumer(kinesis_local, store, stream)
     assert again.records == 0
-    assert store.stats().dead_lettered == 1
+    assert store.stats().dead_letters == 1
 
 
 def test_workers_split_the_shards_between_them(

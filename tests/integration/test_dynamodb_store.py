@@ -409,9 +409,9 @@ def test_a_partial_failure_is_reported_and_redelivery_equals_a_clean_run(
         final = store
         assert export(final) == export(clean)
         assert final.stats().applied == clean.stats().applied
-        assert (final.stats().parked, final.stats().dead_lettered) == (
-            clean.stats().parked,
-            clean.stats().dead_lettered,
+        assert (final.stats().waiting, final.stats().dead_letters) == (
+            clean.stats().waiting,
+            clean.stats().dead_letters,
         )
         assert final.parked_events() == clean.parked_events()
         assert sorted(letter.id for letter in final.dead_letters()) == sorted(

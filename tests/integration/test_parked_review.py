@@ -156,7 +156,7 @@ def test_the_expire_outcome_commits_on_every_store(store: LimitStore) -> None:
     assert {letter.reason for letter in letters} == {EXPIRED_REASON}
     assert all(letter.sequence_number is None and letter.shard_id is None for letter in letters)
     counts = store.stats()
-    assert (counts.parked, counts.dead_lettered) == (1, 3)
+    assert (counts.waiting, counts.dead_letters) == (1, 3)
     # A limit created after the expiry never sees the events that were moved.
     process(store, records([created("L1", 1)]))
     limit = store.user_limit("u1", "L1")

@@ -18,11 +18,11 @@ import psycopg
 import pytest
 
 from user_limits.domain.model import UserLimit
-from user_limits.stores.base import LimitStore
+from user_limits.stores.base import LimitStore, Totals
 from user_limits.stores.postgres_store import PostgresStore, initialize
 from user_limits.stores.sqlite_store import SQLiteStore
 from user_limits.stores.text import storable
-from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
+from user_limits.stream.records import Checkpoint, DeadLetter, Outcome, ParkedEvent, Snapshot
 
 DATA = Path(__file__).parents[1] / "data"
 STREAM = "arn:aws:kinesis:eu-west-1:123456789012:stream/user-limits"
@@ -90,7 +90,7 @@ EXPECTED = {
     "one": LIMITS[1],
     "parked": sorted(PARKED, key=lambda event: (event.key, event.position)),
     "dead": LETTERS,
-    "stats": Counts(*COUNTS, parked=3, dead_lettered=3),
+    "stats": Totals(*COUNTS, waiting=3, dead_letters=3),
     "as_of": AS_OF,
     "checkpoint": CHECKPOINT,
 }
@@ -109,7 +109,7 @@ def one_more_batch(store: LimitStore) -> None:
 
     store.apply_batch({"L0": "U2"}, project)
     assert store.dead_letters() == [*LETTERS, letter]
-    assert store.stats() == Counts(COUNTS[0] + 1, COUNTS[1], COUNTS[2], parked=3, dead_lettered=4)
+    assert store.stats() == Totals(COUNTS[0] + 1, COUNTS[1], COUNTS[2], waiting=3, dead_letters=4)
     assert store.as_of() == AS_OF
 
 

@@ -165,7 +165,7 @@ def expire(
             )
             return
         moved, touched = _expire(target, old, cutoff_ms)
-        staying = target.stats().parked
+        staying = target.stats().waiting
     finally:
         target.close()
     console().print(

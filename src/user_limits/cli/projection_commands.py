@@ -21,6 +21,7 @@ from user_limits.cli.render import (
     limits_table,
     replay_bar,
     shown,
+    totals_line,
 )
 from user_limits.domain.model import export_dict
 from user_limits.errors import UserError
@@ -75,7 +76,7 @@ def demo(store: StoreOption = None) -> None:
     users = sorted({limit.user_id for limit in target.all_limits()})
     for user_id in users:
         out.print(limits_table(user_id, sorted(target.user_limits(user_id), key=lambda x: (x.type, x.period))))
-    out.print(f"store totals: {counts_line(target.stats())}")
+    out.print(f"store totals: {totals_line(target.stats())}")
     target.close()
 
 
@@ -169,16 +170,16 @@ def stats(store: StoreOption = None, json: JsonOption = False) -> None:
     """Print the counters: applied, skipped, ignored, parked (waiting now), deadLettered."""
     target = open_store(store_url(store))
     try:
-        counts = target.stats()
+        totals = target.stats()
         # A full read of the parked events, for their createdAt: no store keeps the oldest yet.
         # Cheap while few events wait; a store may keep it one day if many do.
-        oldest = oldest_age_ms(target.parked_events(), now_ms()) if counts.parked else None
+        oldest = oldest_age_ms(target.parked_events(), now_ms()) if totals.waiting else None
     finally:
         target.close()
     if json:
-        _print_json({**counts.as_json(), "parkedOldestAgeMs": oldest})
+        _print_json({**totals.as_json(), "parkedOldestAgeMs": oldest})
         return
     out = console()
-    out.print(counts_line(counts))
+    out.print(totals_line(totals))
     if oldest is not None:
         out.print(f"oldest parked event: {age_text(oldest)} old")

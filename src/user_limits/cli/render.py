@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from user_limits.domain.model import UserLimit, export_dict
+from user_limits.stores.base import Totals
 from user_limits.stream.records import Counts, DeadLetter
 
 if TYPE_CHECKING:
@@ -82,9 +83,18 @@ def limits_table(user_id: str, limits: Iterable[UserLimit]) -> Table:
 
 
 def counts_line(counts: Counts) -> str:
+    """What a run or a batch did."""
     return (
         f"applied {counts.applied}, skipped {counts.skipped}, ignored {counts.ignored}, "
         f"parked {counts.parked}, dead-lettered {counts.dead_lettered}"
+    )
+
+
+def totals_line(totals: Totals) -> str:
+    """What a store has counted, and what it holds now (parked events waiting, dead letters)."""
+    return (
+        f"applied {totals.applied}, skipped {totals.skipped}, ignored {totals.ignored}, "
+        f"parked {totals.waiting}, dead-lettered {totals.dead_letters}"
     )
 
 

@@ -9,15 +9,42 @@ Filtering, sorting and pagination of one user's limits happen above the store, o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from user_limits.domain.model import UserLimit
 from user_limits.errors import UserError
-from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
+from user_limits.stream.records import Checkpoint, DeadLetter, Outcome, ParkedEvent, Snapshot
 
 
 class StoreError(UserError):
     """A store cannot be opened or used; the message is meant for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """What a store reports in ``stats``: events counted since it began, and records held now.
+
+    Not a batch's :class:`Counts`: there ``parked`` is what one batch parked, here ``waiting`` is
+    what waits now (parked by any batch and not yet drained or expired), and ``dead_letters`` is
+    what is held now (after any expiry), not what was ever dead-lettered. The JSON keys are the
+    ``stats --json`` contract: ``parked`` and ``deadLettered``.
+    """
+
+    applied: int = 0
+    skipped: int = 0
+    ignored: int = 0
+    waiting: int = 0
+    dead_letters: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "applied": self.applied,
+            "skipped": self.skipped,
+            "ignored": self.ignored,
+            "parked": self.waiting,
+            "deadLettered": self.dead_letters,
+        }
 
 
 class LimitStore(Protocol):
@@ -43,8 +70,8 @@ class LimitStore(Protocol):
 
     def dead_letters(self) -> list[DeadLetter]: ...
 
-    def stats(self) -> Counts:
-        """applied, skipped and ignored as counted; parked and deadLettered as held now."""
+    def stats(self) -> Totals:
+        """applied, skipped and ignored as counted; waiting parked events and dead letters as held now."""
         ...
 
     def as_of(self) -> int | None:

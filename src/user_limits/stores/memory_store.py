@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 
 from user_limits.domain.model import UserLimit
-from user_limits.stores.base import LimitStore
+from user_limits.stores.base import LimitStore, Totals
 from user_limits.stores.text import bounded_reason
 from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
 
@@ -102,11 +102,10 @@ class MemoryStore:
     def dead_letters(self) -> list[DeadLetter]:
         return list(self._dead.values())
 
-    def stats(self) -> Counts:
-        counts = Counts(self._counts.applied, self._counts.skipped, self._counts.ignored)
-        counts.parked = sum(len(waiting) for waiting in self._parked.values())
-        counts.dead_lettered = len(self._dead)
-        return counts
+    def stats(self) -> Totals:
+        counts = self._counts
+        waiting = sum(len(events) for events in self._parked.values())
+        return Totals(counts.applied, counts.skipped, counts.ignored, waiting, len(self._dead))
 
     def as_of(self) -> int | None:
         return self._as_of

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from user_limits.domain.model import UserLimit
-from user_limits.stores.base import StoreError
+from user_limits.stores.base import StoreError, Totals
 from user_limits.stores.dynamodb.client import RETRIES, backoff, connect, describe, error_code, where
 from user_limits.stores.dynamodb.layout import (
     AS_OF,
@@ -600,15 +600,15 @@ class DynamoDBStore:
             letters.append(item_dead_letter(item, unpack(bytes(item["data"]["B"]), data), *texts))
         return letters
 
-    def stats(self) -> Counts:
-        counts = Counts()
+    def stats(self) -> Totals:
+        counts = Counts()  # the counter items are sharded: summed here
         for item in self._query(META, COUNTERS):
             counts.applied += optional_int(item, "applied") or 0
             counts.skipped += optional_int(item, "skipped") or 0
             counts.ignored += optional_int(item, "ignored") or 0
-        counts.parked = sum(len(parked_values(item)) for item in self._parked_items())
-        counts.dead_lettered = sum(int(page["Count"]) for page in self._query(DEAD_LETTERS, select_count=True))
-        return counts
+        waiting = sum(len(parked_values(item)) for item in self._parked_items())
+        dead_letters = sum(int(page["Count"]) for page in self._query(DEAD_LETTERS, select_count=True))
+        return Totals(counts.applied, counts.skipped, counts.ignored, waiting, dead_letters)
 
     def as_of(self) -> int | None:
         item = self._get(item_key(META, AS_OF))

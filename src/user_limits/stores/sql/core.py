@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from user_limits.domain.model import UserLimit
-from user_limits.stores.base import StoreError
+from user_limits.stores.base import StoreError, Totals
 from user_limits.stores.sql.mapping import (
     DEAD_LETTER_NAMES,
     DEAD_LETTER_READ,
@@ -217,9 +217,9 @@ class SqlStore:
     def dead_letters(self) -> list[DeadLetter]:
         return [row_dead_letter(row) for row in self._query(DEAD_LETTERS)]
 
-    def stats(self) -> Counts:
-        ((applied, skipped, ignored, parked, dead_lettered),) = self._query(STATS)
-        return Counts(applied, skipped, ignored, parked, dead_lettered)
+    def stats(self) -> Totals:
+        ((applied, skipped, ignored, waiting, dead_letters),) = self._query(STATS)
+        return Totals(applied, skipped, ignored, waiting, dead_letters)
 
     def as_of(self) -> int | None:
         ((as_of,),) = self._query(AS_OF)
