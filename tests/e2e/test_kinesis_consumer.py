@@ -60,7 +60,7 @@ class Log:
 
 
 def run_consumer(
-    kinesis: KinesisLocalServer, store: LimitStore, stream: str, client: Any = None, **options: Any
+    kinesis: KinesisLocalServer, sqlite_store: LimitStore, stream: str, client: Any = None, **options: Any
 ) -> tuple[Tally, Log]:
     log = Log()
     settings: dict[str, Any] = {
@@ -71,7 +71,7 @@ def run_consumer(
     }
     settings.update(options)
     consumer = Consumer(
-        client or kinesis.client(), processor(store), store, ConsumerOptions(stream, **settings), log=log
+        client or kinesis.client(), processor(sqlite_store), sqlite_store, ConsumerOptions(stream, **settings), log=log
     )
     return consumer.run(), log
 
@@ -83,7 +83,7 @@ def replayed(tmp_path: Path, records: list[tuple[str, bytes]]) -> list[dict[str,
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
+def sqlite_store(tmp_path: Path) -> Any:
     opened = open_store(f"sqlite:///{tmp_path}/store.db")
     yield opened
     opened.close()
@@ -113,49 +113,51 @@ class FailingStore:
 
 
 def test_checkpoint_commits_with_the_outcome_and_a_failed_commit_is_reread(
-    kinesis_local: KinesisLocalServer, store: LimitStore, tmp_path: Path
+    kinesis_local: KinesisLocalServer, sqlite_store: LimitStore, tmp_path: Path
 ) -> None:
     stream = kinesis_local.create_stream(1)
     records = user_stream(users=10, events_per_user=10)
     sequence_numbers = kinesis_local.put(stream, records)
     # The second batch fails inside the store's transaction: neither its limits nor its checkpoint land.
-    failing = FailingStore(store, fail_calls={2})
+    failing = FailingStore(sqlite_store, fail_calls={2})
     done, log = run_consumer(kinesis_local, failing, stream, max_records=30)  # type: ignore[arg-type]
 
     failures = log.events("commit-failed")
     assert len(failures) == 1 and failures[0]["shard"] == SHARD0
-    checkpoint = store.checkpoint(stream, SHARD0)
+    checkpoint = sqlite_store.checkpoint(stream, SHARD0)
     assert checkpoint is not None and checkpoint.sequence_number == sequence_numbers[-1]
     assert checkpoint.sub_sequence_number == 0
     # Every record applied exactly once: the failed batch was read again from the checkpoint.
     assert done.records == len(records)
-    assert store.stats().applied == len(records)
-    assert export(store) == replayed(tmp_path, records)
+    assert sqlite_store.stats().applied == len(records)
+    assert export(sqlite_store) == replayed(tmp_path, records)
 
 
 def test_a_restart_resumes_after_the_checkpoint(
-    kinesis_local: KinesisLocalServer, store: LimitStore, tmp_path: Path
+    kinesis_local: KinesisLocalServer, sqlite_store: LimitStore, tmp_path: Path
 ) -> None:
     stream = kinesis_local.create_stream(2)
     first = user_stream(users=6, events_per_user=3)
     kinesis_local.put(stream, first)
-    done, _ = run_consumer(kinesis_local, store, stream)
+    done, _ = run_consumer(kinesis_local, sqlite_store, stream)
     assert done.records == len(first)
 
     second = user_stream(users=6, events_per_user=3, first_seq=4)
     kinesis_local.put(stream, second)
-    done, _ = run_consumer(kinesis_local, store, stream)
+    done, _ = run_consumer(kinesis_local, sqlite_store, stream)
     assert done.records == len(second)  # nothing before the checkpoints is read again
-    assert store.stats().applied == len(first) + len(second)
-    assert export(store) == replayed(tmp_path, first + second)
+    assert sqlite_store.stats().applied == len(first) + len(second)
+    assert export(sqlite_store) == replayed(tmp_path, first + second)
 
 
-def test_latest_skips_what_is_already_on_the_stream(kinesis_local: KinesisLocalServer, store: LimitStore) -> None:
+def test_latest_skips_what_is_already_on_the_stream(
+    kinesis_local: KinesisLocalServer, sqlite_store: LimitStore
+) -> None:
     stream = kinesis_local.create_stream(1)
     kinesis_local.put(stream, user_stream(users=3, events_per_user=2))
-    done, _ = run_consumer(kinesis_local, store, stream, initial_position="LATEST")
+    done, _ = run_consumer(kinesis_local, sqlite_store, stream, initial_position="LATEST")
     assert done.records == 0
-    assert store.stats().applied == 0
+    assert sqlite_store.stats().applied == 0
 
 
 class ExpiringClient:
@@ -184,13 +186,13 @@ class ExpiringClient:
 
 
 def test_an_expired_iterator_is_renewed_from_the_checkpoint(
-    kinesis_local: KinesisLocalServer, store: LimitStore
+    kinesis_local: KinesisLocalServer, sqlite_store: LimitStore
 ) -> None:
     stream = kinesis_local.create_stream(1)
     records = user_stream(users=5, events_per_user=8)
     kinesis_local.put(stream, records)
     client = ExpiringClient(kinesis_local.client(), expire_call=3)
-    done, log = run_consumer(kinesis_local, store, stream, client=client, max_records=10)
+    done, log = run_consumer(kinesis_local, sqlite_store, stream, client=client, max_records=10)
 
     assert len(log.events("iterator-expired")) == 1
     first, renewed = client.iterator_requests[:2]
@@ -209,11 +211,11 @@ def test_an_expired_iterator_is_renewed_from_the_checkpoint(
         "StartingSequenceNumber": twentieth,
     }
     assert done.records == len(records)
-    assert store.stats().applied == len(records)
+    assert sqlite_store.stats().applied == len(records)
 
 
 def test_a_split_shard_is_finished_before_its_children_start(
-    kinesis_local: KinesisLocalServer, store: LimitStore, tmp_path: Path
+    kinesis_local: KinesisLocalServer, sqlite_store: LimitStore, tmp_path: Path
 ) -> None:
     stream = kinesis_local.create_stream(1)
     before = user_stream(users=8, events_per_user=3)
@@ -225,21 +227,21 @@ def test_a_split_shard_is_finished_before_its_children_start(
     after = user_stream(users=8, events_per_user=3, first_seq=4)
     kinesis_local.put(stream, after)
 
-    done, log = run_consumer(kinesis_local, store, stream)
+    done, log = run_consumer(kinesis_local, sqlite_store, stream)
 
     order = [(event, fields.get("shard")) for event, fields in log.lines if event.startswith("shard-")]
     children = {shard for event, shard in order if event == "shard-started" and shard != SHARD0}
     assert len(children) == 2
     finished_at = order.index(("shard-finished", SHARD0))
     assert all(order.index(("shard-started", child)) > finished_at for child in children)
-    marker = store.checkpoint(stream, SHARD0)
+    marker = sqlite_store.checkpoint(stream, SHARD0)
     assert is_finished(marker) and marker is not None and marker.sub_sequence_number == SHARD_END
     assert done.records == len(before) + len(after)
-    assert export(store) == replayed(tmp_path, before + after)
+    assert export(sqlite_store) == replayed(tmp_path, before + after)
 
 
 def test_merged_shards_are_both_finished_before_their_child_starts(
-    kinesis_local: KinesisLocalServer, store: LimitStore, tmp_path: Path
+    kinesis_local: KinesisLocalServer, sqlite_store: LimitStore, tmp_path: Path
 ) -> None:
     stream = kinesis_local.create_stream(2)
     before = user_stream(users=8, events_per_user=3)
@@ -250,7 +252,7 @@ def test_merged_shards_are_both_finished_before_their_child_starts(
     after = user_stream(users=8, events_per_user=3, first_seq=4)
     kinesis_local.put(stream, after)
 
-    done, log = run_consumer(kinesis_local, store, stream)
+    done, log = run_consumer(kinesis_local, sqlite_store, stream)
 
     order = [(event, fields.get("shard")) for event, fields in log.lines if event.startswith("shard-")]
     child = "shardId-000000000002"
@@ -258,11 +260,11 @@ def test_merged_shards_are_both_finished_before_their_child_starts(
     assert order.index(("shard-finished", SHARD0)) < started
     assert order.index(("shard-finished", "shardId-000000000001")) < started
     assert done.records == len(before) + len(after)
-    assert export(store) == replayed(tmp_path, before + after)
+    assert export(sqlite_store) == replayed(tmp_path, before + after)
 
 
 def test_kpl_aggregated_records_are_expanded_with_sub_sequence_checkpoints(
-    kinesis_local: KinesisLocalServer, store: LimitStore
+    kinesis_local: KinesisLocalServer, sqlite_store: LimitStore
 ) -> None:
     from aws_kinesis_agg.aggregator import RecordAggregator
 
@@ -273,11 +275,11 @@ def test_kpl_aggregated_records_are_expanded_with_sub_sequence_checkpoints(
     key, _, data = aggregator.clear_and_get().get_contents()
     [sequence_number] = kinesis_local.put(stream, [(key, data)])
 
-    done, _ = run_consumer(kinesis_local, store, stream)
+    done, _ = run_consumer(kinesis_local, sqlite_store, stream)
     assert done.records == 3
-    assert store.stats().applied == 3
-    assert {limit.user_id for limit in store.all_limits()} == {"user-0", "user-1", "user-2"}
-    checkpoint = store.checkpoint(stream, SHARD0)
+    assert sqlite_store.stats().applied == 3
+    assert {limit.user_id for limit in sqlite_store.all_limits()} == {"user-0", "user-1", "user-2"}
+    checkpoint = sqlite_store.checkpoint(stream, SHARD0)
     assert checkpoint is not None and (checkpoint.sequence_number, checkpoint.sub_sequence_number) == (
         sequence_number,
         2,
@@ -285,7 +287,7 @@ def test_kpl_aggregated_records_are_expanded_with_sub_sequence_checkpoints(
 
 
 def test_an_aggregate_that_cannot_be_read_is_dead_lettered_and_the_shard_moves_on(
-    kinesis_local: KinesisLocalServer, store: LimitStore
+    kinesis_local: KinesisLocalServer, sqlite_store: LimitStore
 ) -> None:
     # A sub-record's explicit hash key index points outside its table: the de-aggregator raises.
     message = kpl_message([(0, envelope_bytes(created("limit-1", 1, "user-1")))])
@@ -302,37 +304,37 @@ def test_an_aggregate_that_cannot_be_read_is_dead_lettered_and_the_shard_moves_o
         ],
     )
 
-    done, _ = run_consumer(kinesis_local, store, stream)
+    done, _ = run_consumer(kinesis_local, sqlite_store, stream)
     assert done.records == 3
-    assert {limit.user_limit_id for limit in store.all_limits()} == {"limit-0", "limit-2"}
-    [letter] = store.dead_letters()
+    assert {limit.user_limit_id for limit in sqlite_store.all_limits()} == {"limit-0", "limit-2"}
+    [letter] = sqlite_store.dead_letters()
     assert letter.data == aggregate
     assert letter.reason.startswith("KPL aggregate that cannot be de-aggregated")
     assert (letter.sequence_number, letter.partition_key, letter.shard_id) == (bad, "kpl", SHARD0)
     assert letter.arrival_ms is not None
-    checkpoint = store.checkpoint(stream, SHARD0)
+    checkpoint = sqlite_store.checkpoint(stream, SHARD0)
     assert checkpoint is not None and checkpoint.sequence_number == after
 
     # A restart reads nothing again and does not crash.
-    again, _ = run_consumer(kinesis_local, store, stream)
+    again, _ = run_consumer(kinesis_local, sqlite_store, stream)
     assert again.records == 0
-    assert store.stats().dead_letters == 1
+    assert sqlite_store.stats().dead_letters == 1
 
 
 def test_workers_split_the_shards_between_them(
-    kinesis_local: KinesisLocalServer, store: LimitStore, tmp_path: Path
+    kinesis_local: KinesisLocalServer, sqlite_store: LimitStore, tmp_path: Path
 ) -> None:
     stream = kinesis_local.create_stream(4)
     records = user_stream(users=12, events_per_user=2)
     kinesis_local.put(stream, records)
-    first, log0 = run_consumer(kinesis_local, store, stream, assignment=Assignment(0, 2))
-    second, log1 = run_consumer(kinesis_local, store, stream, assignment=Assignment(1, 2))
+    first, log0 = run_consumer(kinesis_local, sqlite_store, stream, assignment=Assignment(0, 2))
+    second, log1 = run_consumer(kinesis_local, sqlite_store, stream, assignment=Assignment(1, 2))
     shards0 = {fields["shard"] for fields in log0.events("shard-started")}
     shards1 = {fields["shard"] for fields in log1.events("shard-started")}
     assert shards0 == {SHARD0, "shardId-000000000002"}
     assert shards1 == {"shardId-000000000001", "shardId-000000000003"}
     assert first.records + second.records == len(records)
-    assert export(store) == replayed(tmp_path, records)
+    assert export(sqlite_store) == replayed(tmp_path, records)
 
 
 def test_sigterm_stops_after_the_batch_in_hand_and_exits_0(kinesis_local: KinesisLocalServer, tmp_path: Path) -> None:
@@ -345,9 +347,9 @@ def test_sigterm_stops_after_the_batch_in_hand_and_exits_0(kinesis_local: Kinesi
     command += ["--endpoint", kinesis_local.endpoint, "--batch-size", "3", "--poll-interval", "0.05"]
     consumer = subprocess.Popen(command, env={**os.environ, **DUMMY_CREDENTIALS}, stderr=subprocess.PIPE, text=True)
     try:
-        store = open_store(url)
+        sqlite_store = open_store(url)
         deadline = time.monotonic() + 30
-        while store.checkpoint(stream, SHARD0) is None and time.monotonic() < deadline:
+        while sqlite_store.checkpoint(stream, SHARD0) is None and time.monotonic() < deadline:
             time.sleep(0.02)
         consumer.send_signal(signal.SIGTERM)
         _, stderr = consumer.communicate(timeout=20)
@@ -356,8 +358,8 @@ def test_sigterm_stops_after_the_batch_in_hand_and_exits_0(kinesis_local: Kinesi
             consumer.kill()
     assert consumer.returncode == 0, stderr
     assert '"event":"stopped"' in stderr
-    checkpoint = store.checkpoint(stream, SHARD0)
+    checkpoint = sqlite_store.checkpoint(stream, SHARD0)
     assert checkpoint is not None
     done = sequence_numbers.index(checkpoint.sequence_number) + 1
-    assert store.stats().applied == done
-    store.close()
+    assert sqlite_store.stats().applied == done
+    sqlite_store.close()

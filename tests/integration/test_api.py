@@ -52,26 +52,26 @@ def token(subject: str | None = None, scope: str | list[str] | None = None, **cl
 ADMIN = {"Authorization": f"Bearer {token('ops', 'user-limits:admin', exp=int(time.time()) + 86_400)}"}
 
 
-def seed_sample(store: LimitStore) -> None:
+def seed_sample(api_store: LimitStore) -> None:
     data = files("user_limits.data").joinpath("sample_events.json").read_bytes()
-    replay(store, parse_records(data, "bundled sample"))
+    replay(api_store, parse_records(data, "bundled sample"))
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LimitStore]:
+def api_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LimitStore]:
     opened = open_store("memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/api.db")
     yield opened
     opened.close()
 
 
-def client_for(store: LimitStore) -> TestClient:
-    return TestClient(create_app(Settings(jwt_secret=SECRET), store), raise_server_exceptions=False)
+def client_for(api_store: LimitStore) -> TestClient:
+    return TestClient(create_app(Settings(jwt_secret=SECRET), api_store), raise_server_exceptions=False)
 
 
 @pytest.fixture
-def sample_client(store: LimitStore) -> TestClient:
-    seed_sample(store)
-    return client_for(store)
+def sample_client(api_store: LimitStore) -> TestClient:
+    seed_sample(api_store)
+    return client_for(api_store)
 
 
 def get(client: TestClient, path: str, **params: Any) -> Any:
@@ -80,14 +80,16 @@ def get(client: TestClient, path: str, **params: Any) -> Any:
     return response.json()
 
 
-def test_list_returns_the_limits_with_derived_figures_and_as_of(sample_client: TestClient, store: LimitStore) -> None:
+def test_list_returns_the_limits_with_derived_figures_and_as_of(
+    sample_client: TestClient, api_store: LimitStore
+) -> None:
     body = get(sample_client, f"/api/user-limits/{SAMPLE_USER}")
     UserLimitPage.model_validate(body)
-    stored = {limit.user_limit_id: limit for limit in store.user_limits(SAMPLE_USER)}
+    stored = {limit.user_limit_id: limit for limit in api_store.user_limits(SAMPLE_USER)}
     assert len(stored) >= 2
     assert {item["userLimitId"] for item in body["userLimits"]} == set(stored)
     assert body["nextCursor"] is None
-    assert body["asOf"] == store.as_of() and body["asOf"] is not None
+    assert body["asOf"] == api_store.as_of() and body["asOf"] is not None
     for item in body["userLimits"]:
         assert set(item) == {*EXPORT_FIELDS, "remaining", "usedPercent", "updatedAt"} == set(UserLimitOut.model_fields)
         limit = stored[item["userLimitId"]]
@@ -97,12 +99,12 @@ def test_list_returns_the_limits_with_derived_figures_and_as_of(sample_client: T
         assert item["value"] == str(limit.value) and item["progress"] == str(limit.progress)
 
 
-def test_one_limit_and_404s(sample_client: TestClient, store: LimitStore) -> None:
-    limit = store.user_limits(SAMPLE_USER)[0]
+def test_one_limit_and_404s(sample_client: TestClient, api_store: LimitStore) -> None:
+    limit = api_store.user_limits(SAMPLE_USER)[0]
     item = get(sample_client, f"/api/user-limits/{SAMPLE_USER}/{limit.user_limit_id}")
     UserLimitOut.model_validate(item)
     assert item["userLimitId"] == limit.user_limit_id and item["remaining"] == str(limit.remaining)
-    other_user = next(x for x in store.all_limits() if x.user_id != SAMPLE_USER)
+    other_user = next(x for x in api_store.all_limits() if x.user_id != SAMPLE_USER)
     for path in (
         f"/api/user-limits/{SAMPLE_USER}/no-such-limit",
         f"/api/user-limits/{SAMPLE_USER}/{other_user.user_limit_id}",  # exists, but not this user's
@@ -113,14 +115,14 @@ def test_one_limit_and_404s(sample_client: TestClient, store: LimitStore) -> Non
     assert get(sample_client, "/api/user-limits/nobody") == {
         "userLimits": [],
         "nextCursor": None,
-        "asOf": store.as_of(),
+        "asOf": api_store.as_of(),
     }
 
 
-def seed_user(store: LimitStore) -> None:
+def seed_user(api_store: LimitStore) -> None:
     """u1: five limits of different types, periods, statuses, brands and usage; u2: one."""
     process(
-        store,
+        api_store,
         records(
             [
                 created("L1", 1, type_="DEPOSIT", period="DAY", value="100", next_reset=5_000),
@@ -138,9 +140,9 @@ def seed_user(store: LimitStore) -> None:
 
 
 @pytest.fixture
-def user_client(store: LimitStore) -> TestClient:
-    seed_user(store)
-    return client_for(store)
+def user_client(api_store: LimitStore) -> TestClient:
+    seed_user(api_store)
+    return client_for(api_store)
 
 
 def ids(body: Any) -> list[str]:
@@ -253,8 +255,8 @@ def test_a_cursor_is_bound_to_its_query_and_checked(user_client: TestClient) -> 
 class Changes:
     """Applies progress changes to a user's limits between pages, through the batch path."""
 
-    def __init__(self, store: LimitStore, plan: list[tuple[int, str, bool]], next_seq: int) -> None:
-        self.store, self.plan, self.seq = store, list(plan), next_seq
+    def __init__(self, api_store: LimitStore, plan: list[tuple[int, str, bool]], next_seq: int) -> None:
+        self.store, self.plan, self.seq = api_store, list(plan), next_seq
 
     def __call__(self) -> None:
         if not self.plan:
@@ -283,9 +285,9 @@ class Changes:
 def test_walk_returns_each_limit_exactly_once_while_the_data_changes(
     values: list[str], size: int, sort: str, plan: list[tuple[int, str, bool]]
 ) -> None:
-    store = open_store("memory://")
+    api_store = open_store("memory://")
     process(
-        store,
+        api_store,
         records(
             [
                 created(f"L{n}", n + 1, value=value, next_reset=(n * 7919) % 5000 or None)
@@ -294,22 +296,22 @@ def test_walk_returns_each_limit_exactly_once_while_the_data_changes(
             None,
         ),
     )
-    before = {limit.user_limit_id for limit in store.user_limits("u1")}
-    client = client_for(store)
-    seen = walk(client, "/api/user-limits/u1", size, between=Changes(store, plan, len(values) + 1), sort=sort)
+    before = {limit.user_limit_id for limit in api_store.user_limits("u1")}
+    client = client_for(api_store)
+    seen = walk(client, "/api/user-limits/u1", size, between=Changes(api_store, plan, len(values) + 1), sort=sort)
     assert len(seen) == len(set(seen)), "a limit was returned twice"
     assert before <= set(seen), "a limit that existed throughout the walk was skipped"
-    assert set(seen) <= {limit.user_limit_id for limit in store.user_limits("u1")}
+    assert set(seen) <= {limit.user_limit_id for limit in api_store.user_limits("u1")}
 
 
 def test_store_outage_is_503_without_internals(
-    sample_client: TestClient, store: LimitStore, monkeypatch: pytest.MonkeyPatch
+    sample_client: TestClient, api_store: LimitStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*args: object) -> Any:
         raise RuntimeError("SELECT secret_column FROM user_limits: disk I/O error")
 
     for name in ("user_limits", "user_limit", "ping"):
-        monkeypatch.setattr(store, name, broken)
+        monkeypatch.setattr(api_store, name, broken)
     for path in (f"/api/user-limits/{SAMPLE_USER}", f"/api/user-limits/{SAMPLE_USER}/x", "/healthz"):
         response = sample_client.get(path, headers=ADMIN)
         assert response.status_code == 503, path
@@ -461,14 +463,14 @@ def path_segment(text: str) -> str:
     return quote(text, safe="").replace(".", "%2E")
 
 
-def seed_odd_ids(store: LimitStore, odd_ids: list[str] = ODD_IDS) -> None:
+def seed_odd_ids(api_store: LimitStore, odd_ids: list[str] = ODD_IDS) -> None:
     events = []
     for n, text in enumerate(odd_ids):
         events.append(created(text, 2 * n + 1, user_id=text, value=str(n + 1)))
         events.append(created(f"plain-{n}", 2 * n + 2, user_id=text, value="7"))
-    process(store, records(events, None))
+    process(api_store, records(events, None))
     # And what a misread id would find: user "a"'s limit "b", user "x"'s limits.
-    process(store, records([created("b", 100, user_id="a"), created("y", 101, user_id="x")], None))
+    process(api_store, records([created("b", 100, user_id="a"), created("y", 101, user_id="x")], None))
 
 
 def read_odd_ids(client: Any, odd_ids: list[str]) -> None:
@@ -499,8 +501,8 @@ def test_ids_with_path_syntax_are_read_as_themselves(store_url: str, caplog: pyt
         opened.close()
 
 
-def test_an_encoded_slash_never_reaches_another_users_limit(user_client: TestClient, store: LimitStore) -> None:
-    process(store, records([created("b", 50, user_id="a"), created("c", 51, user_id="a/b")], None))
+def test_an_encoded_slash_never_reaches_another_users_limit(user_client: TestClient, api_store: LimitStore) -> None:
+    process(api_store, records([created("b", 50, user_id="a"), created("c", 51, user_id="a/b")], None))
     # User "a/b" has no limit "b"; user "a" has. Neither the route nor a trailing-slash redirect may mix them up.
     assert ids(get(user_client, "/api/user-limits/a%2Fb")) == ["c"]
     assert ids(get(user_client, "/api/user-limits/a%2fb")) == ["c"]
@@ -624,10 +626,10 @@ def edits(cursor: str) -> Iterator[str]:
 def test_every_edit_of_a_cursor_is_refused() -> None:
     from user_limits.api.pagination import BadCursor, Query, decode_cursor, encode_cursor, fingerprint
 
-    store = open_store("memory://")
-    seed_user(store)
+    api_store = open_store("memory://")
+    seed_user(api_store)
     query = Query("u1", sort="type")
-    seen = [fingerprint(limit) for limit in store.user_limits("u1")[:2]]
+    seen = [fingerprint(limit) for limit in api_store.user_limits("u1")[:2]]
     for cursor in (encode_cursor(query, seen[:1]), encode_cursor(query, seen)):
         assert decode_cursor(cursor, query) in (seen[:1], seen)
         tried = 0

@@ -57,7 +57,7 @@ def bearer(value: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def store() -> Iterator[LimitStore]:
+def seeded_store() -> Iterator[LimitStore]:
     opened = open_store("memory://")
     process(opened, records([created("L1", 1), created("L2", 2, user_id="u2")], None))
     yield opened
@@ -65,8 +65,8 @@ def store() -> Iterator[LimitStore]:
 
 
 @pytest.fixture
-def hs_client(store: LimitStore) -> TestClient:
-    return TestClient(create_app(Settings(jwt_secret=SECRET), store))
+def hs_client(seeded_store: LimitStore) -> TestClient:
+    return TestClient(create_app(Settings(jwt_secret=SECRET), seeded_store))
 
 
 def test_own_token_reads_own_limits_only(hs_client: TestClient) -> None:
@@ -144,8 +144,8 @@ def test_unusable_tokens_are_401(hs_client: TestClient, headers: dict[str, str],
     assert response.json() == {"error": {"status": 401, "message": message}}
 
 
-def test_a_verified_token_is_refused_once_it_expires(store: LimitStore) -> None:
-    client = TestClient(create_app(Settings(jwt_secret=SECRET, jwt_leeway=0), store))
+def test_a_verified_token_is_refused_once_it_expires(seeded_store: LimitStore) -> None:
+    client = TestClient(create_app(Settings(jwt_secret=SECRET, jwt_leeway=0), seeded_store))
     short_lived = hs256(exp=int(time.time()) + 2)
     assert client.get(PATH, headers=bearer(short_lived)).status_code == 200  # verified, and remembered
     time.sleep(3.1)
@@ -153,9 +153,11 @@ def test_a_verified_token_is_refused_once_it_expires(store: LimitStore) -> None:
     assert response.status_code == 401 and response.json()["error"]["message"] == "token expired"
 
 
-def test_audience_and_issuer_are_checked_when_configured(store: LimitStore) -> None:
+def test_audience_and_issuer_are_checked_when_configured(seeded_store: LimitStore) -> None:
     client = TestClient(
-        create_app(Settings(jwt_secret=SECRET, jwt_audience="user-limits", jwt_issuer="https://idp.test/"), store)
+        create_app(
+            Settings(jwt_secret=SECRET, jwt_audience="user-limits", jwt_issuer="https://idp.test/"), seeded_store
+        )
     )
     good = {"aud": "user-limits", "iss": "https://idp.test/"}
     assert client.get(PATH, headers=bearer(hs256(**good))).status_code == 200
@@ -212,8 +214,8 @@ def jwks() -> Iterator[Jwks]:
 
 
 @pytest.fixture
-def rs_client(store: LimitStore, jwks: Jwks) -> TestClient:
-    return TestClient(create_app(Settings(jwks_url=jwks.url), store))
+def rs_client(seeded_store: LimitStore, jwks: Jwks) -> TestClient:
+    return TestClient(create_app(Settings(jwks_url=jwks.url), seeded_store))
 
 
 def test_rs256_tokens_from_the_jwks_are_accepted_and_keys_cached(rs_client: TestClient, jwks: Jwks) -> None:
@@ -247,20 +249,20 @@ def test_hs256_mode_refuses_rs256_tokens(hs_client: TestClient, jwks: Jwks) -> N
     assert hs_client.get(PATH, headers=bearer(jwks.rs256())).status_code == 401
 
 
-def test_jwks_outage_is_503(store: LimitStore, jwks: Jwks) -> None:
+def test_jwks_outage_is_503(seeded_store: LimitStore, jwks: Jwks) -> None:
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    client = TestClient(create_app(Settings(jwks_url=f"http://127.0.0.1:{closed_port}/jwks.json"), store))
+    client = TestClient(create_app(Settings(jwks_url=f"http://127.0.0.1:{closed_port}/jwks.json"), seeded_store))
     response = client.get(PATH, headers=bearer(jwks.rs256()))
     assert response.status_code == 503
     assert response.json()["error"]["message"] == "cannot check the token now, try again later"
 
 
-def test_auth_off_opens_everything(store: LimitStore, caplog: pytest.LogCaptureFixture) -> None:
-    client = TestClient(create_app(Settings(auth="off"), store))
+def test_auth_off_opens_everything(seeded_store: LimitStore, caplog: pytest.LogCaptureFixture) -> None:
+    client = TestClient(create_app(Settings(auth="off"), seeded_store))
     assert "USER_LIMITS_AUTH=off" in caplog.text
     assert client.get("/api/user-limits/u2").status_code == 200
     assert client.get("/config").json() == {"auth": False}

@@ -49,13 +49,13 @@ def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'cli.db'}"
 
 
-def counters(run: Any, store: str) -> dict[str, Any]:
+def counters(run: Any, sqlite_url: str) -> dict[str, Any]:
     """``stats --json`` without the age of the oldest parked event, which grows by the clock."""
-    stats: dict[str, Any] = json.loads(run("stats", "--json", "--store", store).out)
+    stats: dict[str, Any] = json.loads(run("stats", "--json", "--store", sqlite_url).out)
     stats.pop("parkedOldestAgeMs")
     return stats
 
@@ -70,8 +70,8 @@ def write_lines(path: Path, values: list[Any]) -> Path:
     return path
 
 
-def exported(run: Any, store: str) -> list[dict[str, Any]]:
-    result = run("export", "--store", store)
+def exported(run: Any, sqlite_url: str) -> list[dict[str, Any]]:
+    result = run("export", "--store", sqlite_url)
     assert result.code == 0, result.err
     value: list[dict[str, Any]] = json.loads(result.out)
     return value
@@ -82,7 +82,9 @@ def exported(run: Any, store: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("batch_size", ["1", "2", "1000"])
 @pytest.mark.parametrize("form", ["array", "lines", "lambda"])
-def test_replay_every_format_and_batch_size(run: Any, store: str, tmp_path: Path, form: str, batch_size: str) -> None:
+def test_replay_every_format_and_batch_size(
+    run: Any, sqlite_url: str, tmp_path: Path, form: str, batch_size: str
+) -> None:
     path = tmp_path / f"events.{form}"
     if form == "array":
         write_array(path, STREAM)
@@ -90,17 +92,17 @@ def test_replay_every_format_and_batch_size(run: Any, store: str, tmp_path: Path
         write_lines(path, STREAM)
     else:
         path.write_text(json.dumps(lambda_event(STREAM)))
-    result = run("replay", str(path), "--store", store, "--batch-size", batch_size)
+    result = run("replay", str(path), "--store", sqlite_url, "--batch-size", batch_size)
     assert result.code == 0, result.err
     assert result.out.strip() == f"{path}: 7 records: applied 5, skipped 0, ignored 1, parked 1, dead-lettered 0"
-    limits = exported(run, store)
+    limits = exported(run, sqlite_url)
     keys = ("userLimitId", "userId", "type", "period", "value", "progress", "activeUntil", "nextResetTime")
     assert [tuple(limit[k] for k in keys) for limit in limits] == EXPECTED_EXPORT
 
 
-def test_export_has_exactly_the_exported_fields_sorted_with_nulls(run: Any, store: str, tmp_path: Path) -> None:
-    run("replay", str(write_array(tmp_path / "e.json", STREAM)), "--store", store)
-    result = run("export", "--store", store)
+def test_export_has_exactly_the_exported_fields_sorted_with_nulls(run: Any, sqlite_url: str, tmp_path: Path) -> None:
+    run("replay", str(write_array(tmp_path / "e.json", STREAM)), "--store", sqlite_url)
+    result = run("export", "--store", sqlite_url)
     limits = json.loads(result.out)
     assert all(list(limit) == list(EXPORT_FIELDS) for limit in limits)
     assert [limit["userLimitId"] for limit in limits] == ["L0", "L1", "La"]
@@ -122,80 +124,80 @@ def test_export_has_exactly_the_exported_fields_sorted_with_nulls(run: Any, stor
     assert '"value":"9800.00"' in result.out  # decimals as strings, never numbers
 
 
-def test_export_of_an_empty_store_is_an_empty_array(run: Any, store: str) -> None:
-    assert exported(run, store) == []
+def test_export_of_an_empty_store_is_an_empty_array(run: Any, sqlite_url: str) -> None:
+    assert exported(run, sqlite_url) == []
 
 
-def test_replaying_twice_changes_nothing(run: Any, store: str, tmp_path: Path) -> None:
+def test_replaying_twice_changes_nothing(run: Any, sqlite_url: str, tmp_path: Path) -> None:
     path = write_lines(tmp_path / "e.jsonl", STREAM)
-    run("replay", str(path), "--store", store)
-    first = exported(run, store)
-    result = run("replay", str(path), "--store", store, "--batch-size", "3")
+    run("replay", str(path), "--store", sqlite_url)
+    first = exported(run, sqlite_url)
+    result = run("replay", str(path), "--store", sqlite_url, "--batch-size", "3")
     assert "applied 0, skipped 6, ignored 1, parked 0" in result.out  # the orphan is parked already
-    assert exported(run, store) == first
+    assert exported(run, sqlite_url) == first
 
 
-def test_replay_of_several_files_in_order(run: Any, store: str, tmp_path: Path) -> None:
+def test_replay_of_several_files_in_order(run: Any, sqlite_url: str, tmp_path: Path) -> None:
     first = write_array(tmp_path / "a.json", STREAM[:2])
     second = write_lines(tmp_path / "b.jsonl", STREAM[2:])
-    result = run("replay", str(first), str(second), "--store", store)
+    result = run("replay", str(first), str(second), "--store", sqlite_url)
     assert result.code == 0
     assert [line.split(":")[0] for line in result.out.splitlines()] == [str(first), str(second)]
-    assert [limit["progress"] for limit in exported(run, store)] == ["0", "12.40", "0"]
+    assert [limit["progress"] for limit in exported(run, sqlite_url)] == ["0", "12.40", "0"]
 
 
 def test_the_store_comes_from_the_environment(
-    run: Any, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("USER_LIMITS_STORE", store)
+    monkeypatch.setenv("USER_LIMITS_STORE", sqlite_url)
     run("replay", str(write_array(tmp_path / "e.json", STREAM)))
     monkeypatch.delenv("USER_LIMITS_STORE")
-    assert len(exported(run, store)) == 3
+    assert len(exported(run, sqlite_url)) == 3
 
 
 # -- show, parked, dead-letters, stats, init
 
 
-def test_show_json(run: Any, store: str, tmp_path: Path) -> None:
-    run("replay", str(write_array(tmp_path / "e.json", STREAM)), "--store", store)
-    result = run("show", "u1", "--json", "--store", store)
+def test_show_json(run: Any, sqlite_url: str, tmp_path: Path) -> None:
+    run("replay", str(write_array(tmp_path / "e.json", STREAM)), "--store", sqlite_url)
+    result = run("show", "u1", "--json", "--store", sqlite_url)
     limits = json.loads(result.out)
     assert [(x["userLimitId"], x["remaining"], x["usedPercent"]) for x in limits] == [
         ("L1", "9787.60", "0.13"),
         ("La", "50", "0.00"),
     ]
-    assert json.loads(run("show", "nobody", "--json", "--store", store).out) == []
+    assert json.loads(run("show", "nobody", "--json", "--store", sqlite_url).out) == []
 
 
-def test_show_table(run: Any, store: str, tmp_path: Path) -> None:
-    run("replay", str(write_array(tmp_path / "e.json", STREAM)), "--store", store)
-    result = run("show", "u1", "--store", store)
+def test_show_table(run: Any, sqlite_url: str, tmp_path: Path) -> None:
+    run("replay", str(write_array(tmp_path / "e.json", STREAM)), "--store", sqlite_url)
+    result = run("show", "u1", "--store", sqlite_url)
     assert result.code == 0
     assert "user u1" in result.out
     assert "9800.00 SEK" in result.out and "12.40" in result.out
 
 
-def test_show_of_an_unknown_user_is_one_line(run: Any, store: str) -> None:
-    result = run("show", "nobody", "--store", store)
+def test_show_of_an_unknown_user_is_one_line(run: Any, sqlite_url: str) -> None:
+    result = run("show", "nobody", "--store", sqlite_url)
     assert result.code != 0
     assert result.err.strip() == "user-limits: error: no limits for user 'nobody'"
 
 
-def test_parked_json_gives_whole_envelopes(run: Any, store: str, tmp_path: Path) -> None:
-    run("replay", str(write_array(tmp_path / "e.json", STREAM)), "--store", store)
-    assert json.loads(run("parked", "--json", "--store", store).out) == [STREAM[0]]
-    table = run("parked", "--store", store).out
+def test_parked_json_gives_whole_envelopes(run: Any, sqlite_url: str, tmp_path: Path) -> None:
+    run("replay", str(write_array(tmp_path / "e.json", STREAM)), "--store", sqlite_url)
+    assert json.loads(run("parked", "--json", "--store", sqlite_url).out) == [STREAM[0]]
+    table = run("parked", "--store", sqlite_url).out
     assert "L2" in table and "1 parked" in table
 
 
-def test_dead_letters_json_has_reason_bytes_and_coordinates(run: Any, store: str, tmp_path: Path) -> None:
+def test_dead_letters_json_has_reason_bytes_and_coordinates(run: Any, sqlite_url: str, tmp_path: Path) -> None:
     event = lambda_event(
         [created("L1", 1), b"\xff\xfe raw", progress("L1", 2, "NaN", "0")], 10, arrival_s=1_700_000_000
     )
     path = tmp_path / "event.json"
     path.write_text(json.dumps(event))
-    run("replay", str(path), "--store", store)
-    letters = json.loads(run("dead-letters", "--json", "--store", store).out)
+    run("replay", str(path), "--store", sqlite_url)
+    letters = json.loads(run("dead-letters", "--json", "--store", sqlite_url).out)
     assert len(letters) == 2
     first = next(letter for letter in letters if letter["sequenceNumber"] == str(KINESIS_BASE + 11))
     assert base64.b64decode(first["data"]) == b"\xff\xfe raw"
@@ -213,12 +215,12 @@ def test_dead_letters_json_has_reason_bytes_and_coordinates(run: Any, store: str
     second = next(letter for letter in letters if letter is not first)
     assert "amount" in second["reason"]
     assert json.loads(base64.b64decode(second["data"])) == progress("L1", 2, "NaN", "0")
-    assert "2 dead letters" in run("dead-letters", "--store", store).out
+    assert "2 dead letters" in run("dead-letters", "--store", sqlite_url).out
 
 
-def test_stats_json(run: Any, store: str, tmp_path: Path) -> None:
-    run("replay", str(write_array(tmp_path / "e.json", [*STREAM, STREAM[2]])), "--store", store)
-    stats = json.loads(run("stats", "--json", "--store", store).out)
+def test_stats_json(run: Any, sqlite_url: str, tmp_path: Path) -> None:
+    run("replay", str(write_array(tmp_path / "e.json", [*STREAM, STREAM[2]])), "--store", sqlite_url)
+    stats = json.loads(run("stats", "--json", "--store", sqlite_url).out)
     assert isinstance(stats.pop("parkedOldestAgeMs"), int)  # its figures: tests/test_parked_review.py
     assert stats == {
         "applied": 5,
@@ -227,7 +229,7 @@ def test_stats_json(run: Any, store: str, tmp_path: Path) -> None:
         "parked": 1,
         "deadLettered": 0,
     }
-    table = run("stats", "--store", store).out.splitlines()
+    table = run("stats", "--store", sqlite_url).out.splitlines()
     assert table[0] == "applied 5, skipped 1, ignored 1, parked 1, dead-lettered 0"
     assert table[1].startswith("oldest parked event: ")
 
@@ -241,21 +243,21 @@ def test_init_creates_a_sqlite_store(run: Any, tmp_path: Path) -> None:
     assert json.loads(run("stats", "--json", "--store", f"sqlite:///{path}").out)["applied"] == 0
 
 
-def test_demo_replays_the_bundled_sample(run: Any, store: str, tmp_path: Path) -> None:
+def test_demo_replays_the_bundled_sample(run: Any, sqlite_url: str, tmp_path: Path) -> None:
     bundled = tmp_path / "bundled.json"
     bundled.write_bytes(files("user_limits.data").joinpath("sample_events.json").read_bytes())
     reference = f"sqlite:///{tmp_path / 'reference.db'}"
     replayed = run("replay", str(bundled), "--store", reference).out
-    result = run("demo", "--store", store)
+    result = run("demo", "--store", sqlite_url)
     assert result.code == 0
-    assert f"into {store}" in result.out
+    assert f"into {sqlite_url}" in result.out
     assert f"this run: {replayed.split(': ', 1)[1].split(': ', 1)[1].strip()}" in result.out
-    assert exported(run, store) == exported(run, reference)
-    users = {limit["userId"] for limit in exported(run, store)}
+    assert exported(run, sqlite_url) == exported(run, reference)
+    users = {limit["userId"] for limit in exported(run, sqlite_url)}
     assert all(f"user {user}" in result.out for user in users)
     # Again: everything is a duplicate now.
-    assert "this run: applied 0," in run("demo", "--store", store).out
-    assert exported(run, store) == exported(run, reference)
+    assert "this run: applied 0," in run("demo", "--store", sqlite_url).out
+    assert exported(run, sqlite_url) == exported(run, reference)
 
 
 def test_demo_in_a_real_process(tmp_path: Path) -> None:
@@ -277,15 +279,15 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     (tmp_path / "malformed.json").write_bytes(b"[" + encode(STREAM[1]) + b",")
     (tmp_path / "bad.jsonl").write_bytes(encode(STREAM[1]) + b"\n{nope\n")
     (tmp_path / "folder").mkdir()
-    store = ["--store", f"sqlite:///{tmp_path / 'cli.db'}"]
+    sqlite_url = ["--store", f"sqlite:///{tmp_path / 'cli.db'}"]
     return {
-        "missing file": (["replay", str(tmp_path / "missing.json"), *store], "No such file"),
-        "unreadable file": (["replay", str(good / "child.json"), *store], "cannot read"),
-        "folder": (["replay", str(tmp_path / "folder"), *store], "is a folder"),
-        "malformed JSON": (["replay", str(tmp_path / "malformed.json"), *store], "malformed JSON"),
-        "bad JSON Lines line": (["replay", str(tmp_path / "bad.jsonl"), *store], "line 2: malformed JSON"),
-        "empty file": (["replay", str(tmp_path / "empty.json"), *store], "empty file"),
-        "good then missing file": (["replay", str(good), str(tmp_path / "missing.json"), *store], "No such file"),
+        "missing file": (["replay", str(tmp_path / "missing.json"), *sqlite_url], "No such file"),
+        "unreadable file": (["replay", str(good / "child.json"), *sqlite_url], "cannot read"),
+        "folder": (["replay", str(tmp_path / "folder"), *sqlite_url], "is a folder"),
+        "malformed JSON": (["replay", str(tmp_path / "malformed.json"), *sqlite_url], "malformed JSON"),
+        "bad JSON Lines line": (["replay", str(tmp_path / "bad.jsonl"), *sqlite_url], "line 2: malformed JSON"),
+        "empty file": (["replay", str(tmp_path / "empty.json"), *sqlite_url], "empty file"),
+        "good then missing file": (["replay", str(good), str(tmp_path / "missing.json"), *sqlite_url], "No such file"),
         "unknown store URL": (["replay", str(good), "--store", "mongodb://x"], "unknown store URL scheme 'mongodb'"),
         "store URL without a scheme": (["export", "--store", "user-limits.db"], "bad store URL"),
         "SQLite path in a missing folder": (
@@ -312,10 +314,10 @@ BAD_NAMES = [
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
-def test_bad_input_is_one_line_and_loses_nothing(run: Any, store: str, tmp_path: Path, name: str) -> None:
+def test_bad_input_is_one_line_and_loses_nothing(run: Any, sqlite_url: str, tmp_path: Path, name: str) -> None:
     good = write_array(tmp_path / "first.json", STREAM[:3])
-    run("replay", str(good), "--store", store)
-    before = exported(run, store), counters(run, store)
+    run("replay", str(good), "--store", sqlite_url)
+    before = exported(run, sqlite_url), counters(run, sqlite_url)
     args, expected = bad_inputs(tmp_path)[name]
     result = subprocess_cli(*args, cwd=tmp_path)
     assert result.code != 0
@@ -324,22 +326,22 @@ def test_bad_input_is_one_line_and_loses_nothing(run: Any, store: str, tmp_path:
     assert result.err.startswith("user-limits: error: ")
     assert expected in result.err
     assert result.out == ""
-    assert (exported(run, store), counters(run, store)) == before
+    assert (exported(run, sqlite_url), counters(run, sqlite_url)) == before
     assert not (tmp_path / "user-limits.db").exists()  # no store was created by accident
 
 
-def test_show_a_next_reset_time_beyond_year_9999(run: Any, store: str, tmp_path: Path) -> None:
+def test_show_a_next_reset_time_beyond_year_9999(run: Any, sqlite_url: str, tmp_path: Path) -> None:
     # Any 64-bit epoch is a valid nextResetTime; a datetime cannot hold most of them.
     path = write_array(tmp_path / "e.json", [created("L1", 1, next_reset=2**63 - 1), created("L2", 2, next_reset=0)])
-    run("replay", str(path), "--store", store)
-    result = run("show", "u1", "--store", store)
+    run("replay", str(path), "--store", sqlite_url)
+    result = run("show", "u1", "--store", sqlite_url)
     assert result.code == 0, result.err
     assert str(2**63 - 1) in result.out
     assert "1970-01-01 00:00 UTC" in result.out
 
 
 def test_a_store_failure_mid_replay_keeps_the_committed_batches(
-    run: Any, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from user_limits.stores.sqlite_store import SQLiteStore
 
@@ -354,16 +356,16 @@ def test_a_store_failure_mid_replay_keeps_the_committed_batches(
 
     with monkeypatch.context() as patch:
         patch.setattr(SQLiteStore, "_write", third_write_fails)
-        result = run("replay", str(path), "--store", store, "--batch-size", "2")
+        result = run("replay", str(path), "--store", sqlite_url, "--batch-size", "2")
     assert result.code == 2
     assert len(result.err.splitlines()) == 1
     assert "the store failed at record 5" in result.err and "disk full" in result.err
     # Records 1-4 are committed: L1 exists with its progress; L0 (record 5) does not.
-    assert [(x["userLimitId"], x["progress"]) for x in exported(run, store)] == [("L1", "12.40")]
-    assert run("replay", str(path), "--store", store).code == 0
+    assert [(x["userLimitId"], x["progress"]) for x in exported(run, sqlite_url)] == [("L1", "12.40")]
+    assert run("replay", str(path), "--store", sqlite_url).code == 0
     clean = f"sqlite:///{tmp_path / 'clean.db'}"
     run("replay", str(path), "--store", clean)
-    assert exported(run, store) == exported(run, clean)
+    assert exported(run, sqlite_url) == exported(run, clean)
 
 
 @pytest.mark.parametrize(
@@ -398,8 +400,8 @@ HOSTILE = [
 ]
 
 
-def hostile_store(run: Any, store: str, tmp_path: Path) -> None:
-    result = run("replay", str(write_lines(tmp_path / "hostile.jsonl", HOSTILE)), "--store", store)
+def hostile_store(run: Any, sqlite_url: str, tmp_path: Path) -> None:
+    result = run("replay", str(write_lines(tmp_path / "hostile.jsonl", HOSTILE)), "--store", sqlite_url)
     assert result.code == 0, result.err
 
 
@@ -413,10 +415,10 @@ def hostile_store(run: Any, store: str, tmp_path: Path) -> None:
     ],
 )
 def test_stored_text_is_printed_as_it_is(
-    run: Any, store: str, tmp_path: Path, command: list[str], shown: list[str]
+    run: Any, sqlite_url: str, tmp_path: Path, command: list[str], shown: list[str]
 ) -> None:
-    hostile_store(run, store, tmp_path)
-    result = run(*command, "--store", store)
+    hostile_store(run, sqlite_url, tmp_path)
+    result = run(*command, "--store", sqlite_url)
     assert result.code == 0, result.err
     assert result.err == ""
     for text in shown:
@@ -425,10 +427,10 @@ def test_stored_text_is_printed_as_it_is(
     assert not any(char in result.out for char in "\x1b\x07\u202e")
 
 
-def test_a_file_path_with_markup_is_printed_as_it_is(run: Any, store: str, tmp_path: Path) -> None:
+def test_a_file_path_with_markup_is_printed_as_it_is(run: Any, sqlite_url: str, tmp_path: Path) -> None:
     (tmp_path / "[").mkdir()
     path = write_lines(tmp_path / "[" / "x][link=y].jsonl", STREAM)  # the path holds "[/x]" and "[link=y]"
-    result = run("replay", str(path), "--store", store)
+    result = run("replay", str(path), "--store", sqlite_url)
     assert result.code == 0, result.err
     assert result.out.strip() == f"{path}: 7 records: applied 5, skipped 0, ignored 1, parked 1, dead-lettered 0"
 
@@ -506,35 +508,35 @@ def test_an_empty_store_url_is_refused_not_taken_for_the_default(tmp_path: Path,
 # -- inputs are read as they are applied: a malformed line mid-way, endless and huge inputs
 
 
-def test_a_malformed_line_mid_way_keeps_the_batches_before_it(run: Any, store: str, tmp_path: Path) -> None:
+def test_a_malformed_line_mid_way_keeps_the_batches_before_it(run: Any, sqlite_url: str, tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     lines = [encode(event) for event in STREAM]
     path.write_bytes(b"\n".join([*lines[:5], b'{"aggregateId": "u1", "cut short', *lines[5:]]) + b"\n")
-    result = run("replay", str(path), "--store", store, "--batch-size", "2")
+    result = run("replay", str(path), "--store", sqlite_url, "--batch-size", "2")
     one_line_exit_2(result, f"{path}: line 6: malformed JSON")
     assert "the first 4 records are committed, none after them" in result.err
-    assert [limit["userLimitId"] for limit in exported(run, store)] == ["L1"]  # records 1-4; L0 is record 5
+    assert [limit["userLimitId"] for limit in exported(run, sqlite_url)] == ["L1"]  # records 1-4; L0 is record 5
     # Fixed, the file is replayed whole: what was committed is skipped, the read model is a clean replay's.
     write_lines(path, STREAM)
-    assert run("replay", str(path), "--store", store).code == 0
+    assert run("replay", str(path), "--store", sqlite_url).code == 0
     clean = f"sqlite:///{tmp_path / 'clean.db'}"
     run("replay", str(path), "--store", clean)
-    assert exported(run, store) == exported(run, clean)
+    assert exported(run, sqlite_url) == exported(run, clean)
     kept = ("applied", "parked", "deadLettered")  # skipped and ignored count the second run too
-    stats, clean_stats = (json.loads(run("stats", "--json", "--store", url).out) for url in (store, clean))
+    stats, clean_stats = (json.loads(run("stats", "--json", "--store", url).out) for url in (sqlite_url, clean))
     assert [stats[k] for k in kept] == [clean_stats[k] for k in kept]
 
 
-def test_a_malformed_second_file_keeps_the_first(run: Any, store: str, tmp_path: Path) -> None:
+def test_a_malformed_second_file_keeps_the_first(run: Any, sqlite_url: str, tmp_path: Path) -> None:
     good = write_array(tmp_path / "good.json", STREAM)
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(encode(STREAM[1]) + b"\n{nope\n")
-    result = run("replay", str(good), str(bad), "--store", store)
+    result = run("replay", str(good), str(bad), "--store", sqlite_url)
     assert result.code == 2
     assert result.out.startswith(f"{good}: 7 records: applied 5")
     assert result.err.startswith(f"user-limits: error: {bad}: line 2: malformed JSON")
     assert result.err.rstrip().endswith("(nothing of the file is applied)")
-    assert len(exported(run, store)) == 3
+    assert len(exported(run, sqlite_url)) == 3
 
 
 def limited_cli(*args: str, cwd: Path) -> Run:
@@ -584,11 +586,11 @@ def test_an_endless_or_huge_input_is_one_line_in_little_memory(
     assert says in result.err
 
 
-def test_a_file_name_with_control_characters_is_shown_escaped(run: Any, store: str, tmp_path: Path) -> None:
+def test_a_file_name_with_control_characters_is_shown_escaped(run: Any, sqlite_url: str, tmp_path: Path) -> None:
     path = write_lines(tmp_path / "a\x1b[2Jb.jsonl", STREAM)
-    result = run("replay", str(path), "--store", store)
+    result = run("replay", str(path), "--store", sqlite_url)
     assert result.code == 0, result.err
     assert "a\\x1b[2Jb.jsonl: 7 records" in result.out and "\x1b" not in result.out
-    result = run("replay", str(tmp_path / "missing\x1b[2J.json"), "--store", store)
+    result = run("replay", str(tmp_path / "missing\x1b[2J.json"), "--store", sqlite_url)
     assert result.code == 2
     assert "missing\\x1b[2J.json: cannot read" in result.err and "\x1b" not in result.err

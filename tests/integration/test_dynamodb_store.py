@@ -40,7 +40,7 @@ from user_limits.kinesis.records import records_from_lambda_event
 from user_limits.replay import replay
 from user_limits.stores.base import LimitStore, StoreError
 from user_limits.stores.dynamodb import plan as dynamodb_writes
-from user_limits.stores.dynamodb import store as dynamodb_store
+from user_limits.stores.dynamodb import store as dynamodb_module
 from user_limits.stores.dynamodb_store import DynamoDBStore, initialize, parse_url
 from user_limits.stores.memory_store import MemoryStore
 from user_limits.stream.batch import BatchProcessor
@@ -52,7 +52,7 @@ pytestmark = pytest.mark.servers
 
 
 @pytest.fixture
-def store(dynamodb_store_url: str) -> Iterator[DynamoDBStore]:
+def dynamodb_store(dynamodb_store_url: str) -> Iterator[DynamoDBStore]:
     opened = DynamoDBStore(dynamodb_store_url)
     yield opened
     opened.close()
@@ -61,10 +61,10 @@ def store(dynamodb_store_url: str) -> Iterator[DynamoDBStore]:
 class Requests:
     """Counts the store's DynamoDB requests and injects faults into chosen ones."""
 
-    def __init__(self, store: DynamoDBStore) -> None:
+    def __init__(self, dynamodb_store: DynamoDBStore) -> None:
         self.names: list[str] = []
         self.faults: dict[tuple[str, int], Callable[[], None]] = {}
-        self.events = store._client.meta.events
+        self.events = dynamodb_store._client.meta.events
         self.events.register("before-call.dynamodb", self._before)
 
     def _before(self, model: Any, **_: Any) -> None:
@@ -97,9 +97,9 @@ def reference(batches: list[list[StreamRecord]]) -> MemoryStore:
     return memory
 
 
-def state(store: LimitStore) -> tuple[list[dict[str, object]], dict[str, int], list[object], list[str]]:
-    letters = sorted(letter.id for letter in store.dead_letters())
-    return export(store), store.stats().as_json(), list(store.parked_events()), letters
+def state(dynamodb_store: LimitStore) -> tuple[list[dict[str, object]], dict[str, int], list[object], list[str]]:
+    letters = sorted(letter.id for letter in dynamodb_store.dead_letters())
+    return export(dynamodb_store), dynamodb_store.stats().as_json(), list(dynamodb_store.parked_events()), letters
 
 
 # -- the table
@@ -112,10 +112,10 @@ def test_init_creates_an_on_demand_table_once(dynamodb_server: DynamoDBServer, d
         first, second = initialize(url), initialize(url)
         assert f"created DynamoDB table {table} (on-demand" in first
         assert f"DynamoDB table {table} already exists" in second
-        store = DynamoDBStore(url)
-        description = store._client.describe_table(TableName=table)["Table"]
-        store.ping()
-        store.close()
+        dynamodb_store = DynamoDBStore(url)
+        description = dynamodb_store._client.describe_table(TableName=table)["Table"]
+        dynamodb_store.ping()
+        dynamodb_store.close()
     finally:
         dynamodb_server.delete_table(table)
     assert description.get("BillingModeSummary", {}).get("BillingMode") == "PAY_PER_REQUEST"
@@ -193,7 +193,7 @@ def test_a_bad_endpoint_region_or_url_is_one_line_and_exit_2(
     def no_request(*args: Any) -> str:
         raise AssertionError("a request was made")
 
-    monkeypatch.setattr(dynamodb_store, "describe", no_request)
+    monkeypatch.setattr(dynamodb_module, "describe", no_request)
     with pytest.raises(StoreError):
         DynamoDBStore(url)  # refused before its first request
 
@@ -201,35 +201,39 @@ def test_a_bad_endpoint_region_or_url_is_one_line_and_exit_2(
 # -- the layout
 
 
-def test_a_users_limits_are_one_partition_read_with_one_query(store: DynamoDBStore) -> None:
-    process(store, records([created("L2", 1, value="9800.00"), created("L1", 2), created("L3", 1, user_id="u2")]))
-    items = store._client.query(
-        TableName=store.table, KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": "USER#u1"}}
+def test_a_users_limits_are_one_partition_read_with_one_query(dynamodb_store: DynamoDBStore) -> None:
+    process(
+        dynamodb_store, records([created("L2", 1, value="9800.00"), created("L1", 2), created("L3", 1, user_id="u2")])
+    )
+    items = dynamodb_store._client.query(
+        TableName=dynamodb_store.table,
+        KeyConditionExpression="PK = :pk",
+        ExpressionAttributeValues={":pk": {"S": "USER#u1"}},
     )["Items"]
     assert [item["SK"]["S"] for item in items] == ["LIMIT#L1", "LIMIT#L2"]
     assert items[1]["value"] == {"S": "9800.00"}  # a string: a number would lose the scale
 
-    requests = Requests(store)
-    limits = store.user_limits("u1")
+    requests = Requests(dynamodb_store)
+    limits = dynamodb_store.user_limits("u1")
     requests.close()
     assert [limit.user_limit_id for limit in limits] == ["L1", "L2"]
     assert requests.names == ["Query"]
 
 
-def test_a_batch_reads_limits_and_parked_events_together(store: DynamoDBStore) -> None:
-    process(store, records([progress("L1", 5, "5", "0")]))  # parked
-    requests = Requests(store)
-    process(store, records([created("L1", 1), progress("L2", 2, "1", "0", user_id="u2")], 10))
+def test_a_batch_reads_limits_and_parked_events_together(dynamodb_store: DynamoDBStore) -> None:
+    process(dynamodb_store, records([progress("L1", 5, "5", "0")]))  # parked
+    requests = Requests(dynamodb_store)
+    process(dynamodb_store, records([created("L1", 1), progress("L2", 2, "1", "0", user_id="u2")], 10))
     requests.close()
     # One BatchGetItem for both limits and their parked items, one for the owner entries of those
     # not found (is the limit in another user's partition?); one transaction; the asOf maximum.
     assert requests.names == ["BatchGetItem", "BatchGetItem", "TransactWriteItems", "UpdateItem"]
-    assert [event.key for event in store.parked_events()] == ["L2"]
-    limit = store.user_limit("u1", "L1")
+    assert [event.key for event in dynamodb_store.parked_events()] == ["L2"]
+    limit = dynamodb_store.user_limit("u1", "L1")
     assert limit is not None and (limit.last_sequence_number, str(limit.progress)) == (5, "5")
 
-    requests = Requests(store)
-    process(store, records([progress("L1", 6, "1", "5")], 20))  # the usual case: existing limits
+    requests = Requests(dynamodb_store)
+    process(dynamodb_store, records([progress("L1", 6, "1", "5")], 20))  # the usual case: existing limits
     requests.close()
     assert requests.names == ["BatchGetItem", "TransactWriteItems", "UpdateItem"]
 
@@ -242,7 +246,7 @@ LIMIT_STREAM = [created("L1", 1), *(progress("L1", n, "1", str(n - 2)) for n in 
 
 @pytest.mark.parametrize(("theirs", "ours"), [(3, 5), (5, 3)], ids=["they-are-behind", "they-are-ahead"])
 def test_a_writer_whose_snapshot_went_stale_ends_as_a_serial_writer(
-    dynamodb_store_url: str, store: DynamoDBStore, theirs: int, ours: int
+    dynamodb_store_url: str, dynamodb_store: DynamoDBStore, theirs: int, ours: int
 ) -> None:
     other = records(LIMIT_STREAM[:theirs])
     mine = records([*LIMIT_STREAM[:ours], created("L2", 1, user_id="u2")], 100)
@@ -255,33 +259,33 @@ def test_a_writer_whose_snapshot_went_stale_ends_as_a_serial_writer(
         snapshots.append(snapshot)
         return project_batch(mine, snapshot)
 
-    store.apply_batch({"L1": "u1", "L2": "u2"}, interleaved)
+    dynamodb_store.apply_batch({"L1": "u1", "L2": "u2"}, interleaved)
     other_store.close()
 
     assert len(snapshots) == 2  # L1 was read and projected again
     serial = reference([other, mine])
-    assert state(store) == state(serial)  # limits, parked, dead letters and every counter
-    limit = store.user_limit("u1", "L1")
+    assert state(dynamodb_store) == state(serial)  # limits, parked, dead letters and every counter
+    limit = dynamodb_store.user_limit("u1", "L1")
     assert limit is not None and limit.last_sequence_number == max(theirs, ours)
 
 
-def test_an_outcome_from_an_outdated_snapshot_is_never_written(store: DynamoDBStore) -> None:
-    process(store, records(LIMIT_STREAM))
-    before = state(store)
+def test_an_outcome_from_an_outdated_snapshot_is_never_written(dynamodb_store: DynamoDBStore) -> None:
+    process(dynamodb_store, records(LIMIT_STREAM))
+    before = state(dynamodb_store)
     stale = project_batch(records(LIMIT_STREAM[:3]), Snapshot())  # as if L1 did not exist
 
     with pytest.raises(CommitError) as raised:
-        store.apply_batch({"L1": "u1"}, lambda snapshot: stale)
+        dynamodb_store.apply_batch({"L1": "u1"}, lambda snapshot: stale)
 
     assert raised.value.first_uncommitted == 0
-    assert state(store) == before
+    assert state(dynamodb_store) == before
 
 
-def test_checkpoints_of_any_length_only_move_forward(store: DynamoDBStore) -> None:
+def test_checkpoints_of_any_length_only_move_forward(dynamodb_store: DynamoDBStore) -> None:
     def commit(sequence: str, sub: int = 0) -> Checkpoint | None:
         marker = Checkpoint("stream", "shardId-000000000001", sequence, sub)
-        store.apply_batch({}, lambda snapshot: Outcome(checkpoint=marker))
-        return store.checkpoint("stream", "shardId-000000000001")
+        dynamodb_store.apply_batch({}, lambda snapshot: Outcome(checkpoint=marker))
+        return dynamodb_store.checkpoint("stream", "shardId-000000000001")
 
     long = "49590338271490256608559692538361571095921575989136588898"  # 56 digits
     assert commit("9") == Checkpoint("stream", "shardId-000000000001", "9", 0)
@@ -295,40 +299,42 @@ def test_checkpoints_of_any_length_only_move_forward(store: DynamoDBStore) -> No
 # -- failures and retries
 
 
-def test_a_batch_failing_in_its_first_write_commits_nothing_and_its_retry_counts_once(store: DynamoDBStore) -> None:
+def test_a_batch_failing_in_its_first_write_commits_nothing_and_its_retry_counts_once(
+    dynamodb_store: DynamoDBStore,
+) -> None:
     batch = records([created("L1", 1), progress("L1", 2, "1", "0"), progress("L1", 2, "1", "0"), b"{poison"])
-    requests = Requests(store)
+    requests = Requests(dynamodb_store)
     requests.fail("TransactWriteItems", 1)
-    failed = BatchProcessor(UserLimitFamily(), store).process(batch)
+    failed = BatchProcessor(UserLimitFamily(), dynamodb_store).process(batch)
     requests.close()
     assert failed.first_uncommitted == 0 and isinstance(failed.error, ClientError)
-    assert state(store) == state(MemoryStore())
+    assert state(dynamodb_store) == state(MemoryStore())
 
-    process(store, batch)  # Lambda's retry
-    assert state(store) == state(reference([batch]))
-    process(store, batch)  # delivered once more: nothing applied twice
-    assert state(store) == state(reference([batch, batch]))
+    process(dynamodb_store, batch)  # Lambda's retry
+    assert state(dynamodb_store) == state(reference([batch]))
+    process(dynamodb_store, batch)  # delivered once more: nothing applied twice
+    assert state(dynamodb_store) == state(reference([batch, batch]))
 
 
-def test_unprocessed_keys_and_transaction_conflicts_are_retried(store: DynamoDBStore) -> None:
+def test_unprocessed_keys_and_transaction_conflicts_are_retried(dynamodb_store: DynamoDBStore) -> None:
     batch = records([created("L1", 1), created("L2", 2), progress("L1", 3, "1", "0")])
-    client = store._client
+    client = dynamodb_store._client
     hits: list[str] = []
 
     def nothing_processed(parsed: dict[str, Any], **_: Any) -> None:
         if not hits:  # the first read: DynamoDB processed none of the keys
             hits.append("unprocessed")
-            parsed["UnprocessedKeys"] = {store.table: {"Keys": requested[0], "ConsistentRead": True}}
-            parsed["Responses"] = {store.table: []}
+            parsed["UnprocessedKeys"] = {dynamodb_store.table: {"Keys": requested[0], "ConsistentRead": True}}
+            parsed["Responses"] = {dynamodb_store.table: []}
 
     requested: list[Any] = []
 
     def remember(params: dict[str, Any], **_: Any) -> None:
-        requested.append(params["RequestItems"][store.table]["Keys"])
+        requested.append(params["RequestItems"][dynamodb_store.table]["Keys"])
 
     client.meta.events.register("before-parameter-build.dynamodb.BatchGetItem", remember)
     client.meta.events.register("after-call.dynamodb.BatchGetItem", nothing_processed)
-    requests = Requests(store)
+    requests = Requests(dynamodb_store)
     requests.fail(
         "TransactWriteItems",
         1,
@@ -336,7 +342,7 @@ def test_unprocessed_keys_and_transaction_conflicts_are_retried(store: DynamoDBS
         CancellationReasons=[{"Code": "TransactionConflict"}, {"Code": "None"}, {"Code": "None"}],
     )
     try:
-        process(store, batch)
+        process(dynamodb_store, batch)
     finally:
         requests.close()
         client.meta.events.unregister("before-parameter-build.dynamodb.BatchGetItem", remember)
@@ -344,27 +350,27 @@ def test_unprocessed_keys_and_transaction_conflicts_are_retried(store: DynamoDBS
     assert hits == ["unprocessed"]
     # The read again, then the owner entries of the new limits; the transaction again.
     assert requests.names.count("BatchGetItem") == 3 and requests.names.count("TransactWriteItems") == 2
-    assert state(store) == state(reference([batch]))
+    assert state(dynamodb_store) == state(reference([batch]))
 
 
-def test_when_only_the_as_of_write_fails_every_record_is_committed(store: DynamoDBStore) -> None:
+def test_when_only_the_as_of_write_fails_every_record_is_committed(dynamodb_store: DynamoDBStore) -> None:
     # Two copies of a poison record without coordinates: one dead letter, counted twice as every store does.
     batch = [
         *records([created("L1", 1), progress("L1", 2, "1", "0"), noise(3)]),
         StreamRecord(b"{}"),
         StreamRecord(b"{}"),
     ]
-    requests = Requests(store)
+    requests = Requests(dynamodb_store)
     requests.fail("UpdateItem", 1)
     with pytest.raises(CommitError) as raised:
-        store.apply_batch({"L1": "u1"}, lambda snapshot: project_batch(batch, snapshot))
+        dynamodb_store.apply_batch({"L1": "u1"}, lambda snapshot: project_batch(batch, snapshot))
     requests.close()
     assert raised.value.first_uncommitted == len(batch)  # nothing to re-deliver
     assert raised.value.committed == project_batch(batch, Snapshot()).counts  # all of it
-    assert state(store) == state(reference([batch]))
-    assert store.as_of() is None
-    process(store, records([progress("L1", 3, "1", "1")], 10))  # the next batch moves it on
-    assert store.as_of() == 1_700_000_003_000
+    assert state(dynamodb_store) == state(reference([batch]))
+    assert dynamodb_store.as_of() is None
+    process(dynamodb_store, records([progress("L1", 3, "1", "1")], 10))  # the next batch moves it on
+    assert dynamodb_store.as_of() == 1_700_000_003_000
 
 
 def lambda_events(stream: list[synthetic.SyntheticRecord], size: int) -> list[dict[str, Any]]:
@@ -377,7 +383,7 @@ def test_a_partial_failure_is_reported_and_redelivery_equals_a_clean_run(
     dynamodb_store_url: str, monkeypatch: pytest.MonkeyPatch, failing_transaction: int
 ) -> None:
     # Few actions a transaction, so that one small batch takes several.
-    monkeypatch.setattr(dynamodb_store, "TRANSACTION_ACTIONS", 6)
+    monkeypatch.setattr(dynamodb_module, "TRANSACTION_ACTIONS", 6)
     stream = synthetic.generate(180, users=12, seed=3, orphan_rate=0.05, poison_rate=0.03, duplicate_rate=0.05)
     events = lambda_events(stream, 60)
     batches = [records_from_lambda_event(event)[0] for event in events]
@@ -386,13 +392,13 @@ def test_a_partial_failure_is_reported_and_redelivery_equals_a_clean_run(
     monkeypatch.setenv("USER_LIMITS_STORE", dynamodb_store_url)
     aws_lambda.reset()
     try:
-        store = aws_lambda.processor().store
-        assert isinstance(store, DynamoDBStore)
-        requests = Requests(store)
+        dynamodb_store = aws_lambda.processor().store
+        assert isinstance(dynamodb_store, DynamoDBStore)
+        requests = Requests(dynamodb_store)
         assert aws_lambda.handler(events[0]) == {"batchItemFailures": []}
         requests.fail("TransactWriteItems", failing_transaction)
         response = aws_lambda.handler(events[1])
-        applied_before_redelivery = store.stats().applied
+        applied_before_redelivery = dynamodb_store.stats().applied
 
         failures = response["batchItemFailures"]
         sequence_numbers = [record["kinesis"]["sequenceNumber"] for record in events[1]["Records"]]
@@ -406,7 +412,7 @@ def test_a_partial_failure_is_reported_and_redelivery_equals_a_clean_run(
         assert aws_lambda.handler(retry) == {"batchItemFailures": []}
         assert aws_lambda.handler(events[2]) == {"batchItemFailures": []}
         requests.close()
-        final = store
+        final = dynamodb_store
         assert export(final) == export(clean)
         assert final.stats().applied == clean.stats().applied
         assert (final.stats().waiting, final.stats().dead_letters) == (
@@ -421,29 +427,35 @@ def test_a_partial_failure_is_reported_and_redelivery_equals_a_clean_run(
         aws_lambda.reset()
 
 
-def test_records_larger_than_an_item_are_kept_whole_in_chunks(store: DynamoDBStore) -> None:
+def test_records_larger_than_an_item_are_kept_whole_in_chunks(dynamodb_store: DynamoDBStore) -> None:
     # A Kinesis record holds up to 1 MiB, a DynamoDB item 400 KB: big records are compressed and,
     # when still too big (random bytes do not compress), split into chunk items.
     orphan = encode(progress("L1", 5, "1", "0", note=os.urandom(400_000).hex()))
     poison = b"\xff" + os.urandom(1_000_000)
-    process(store, records([orphan, poison]))
-    assert [event.data for event in store.parked_events()] == [orphan]
-    assert [letter.data for letter in store.dead_letters()] == [poison]
-    assert chunk_items(store) == {"parked": 2, "limits": 0, "dead letters": 4}
+    process(dynamodb_store, records([orphan, poison]))
+    assert [event.data for event in dynamodb_store.parked_events()] == [orphan]
+    assert [letter.data for letter in dynamodb_store.dead_letters()] == [poison]
+    assert chunk_items(dynamodb_store) == {"parked": 2, "limits": 0, "dead letters": 4}
 
-    process(store, records([created("L1", 1)], 10))  # drains the orphan: its chunks go too
-    limit = store.user_limit("u1", "L1")
+    process(dynamodb_store, records([created("L1", 1)], 10))  # drains the orphan: its chunks go too
+    limit = dynamodb_store.user_limit("u1", "L1")
     assert limit is not None and str(limit.progress) == "1"
-    assert store.parked_events() == [] and chunk_items(store) == {"parked": 0, "limits": 0, "dead letters": 4}
+    assert dynamodb_store.parked_events() == [] and chunk_items(dynamodb_store) == {
+        "parked": 0,
+        "limits": 0,
+        "dead letters": 4,
+    }
 
 
-def all_keys(store: DynamoDBStore) -> list[tuple[str, str]]:
-    pages = store._client.get_paginator("scan").paginate(TableName=store.table, ProjectionExpression="PK, SK")
+def all_keys(dynamodb_store: DynamoDBStore) -> list[tuple[str, str]]:
+    pages = dynamodb_store._client.get_paginator("scan").paginate(
+        TableName=dynamodb_store.table, ProjectionExpression="PK, SK"
+    )
     return [(item["PK"]["S"], item["SK"]["S"]) for page in pages for item in page["Items"]]
 
 
-def chunk_items(store: DynamoDBStore) -> dict[str, int]:
-    keys = all_keys(store)
+def chunk_items(dynamodb_store: DynamoDBStore) -> dict[str, int]:
+    keys = all_keys(dynamodb_store)
     return {
         "parked": sum(pk.startswith("PARKED#") and sk.startswith("CHUNK#") for pk, sk in keys),
         "limits": sum(pk.startswith("USER#") and sk.startswith("CHUNK#LIMIT#") for pk, sk in keys),
@@ -455,16 +467,22 @@ def chunk_items(store: DynamoDBStore) -> dict[str, int]:
 
 
 def test_the_shared_sample_gives_the_expected_outcome(
-    store: DynamoDBStore, shared_sample: list[dict[str, object]]
+    dynamodb_store: DynamoDBStore, shared_sample: list[dict[str, object]]
 ) -> None:
     from tests.conftest import SHARED_SAMPLE
 
     sample = read_records(SHARED_SAMPLE)
-    counts = replay(store, sample)
-    limits = export(store)
+    counts = replay(dynamodb_store, sample)
+    limits = export(dynamodb_store)
     assert [(limit["type"], limit["progress"]) for limit in limits] == [("DEPOSIT", "0")] * 3
     assert (counts.applied, counts.ignored, counts.parked) == (9, 6, 2)
-    assert store.stats().as_json() == {"applied": 9, "skipped": 0, "ignored": 6, "parked": 2, "deadLettered": 0}
+    assert dynamodb_store.stats().as_json() == {
+        "applied": 9,
+        "skipped": 0,
+        "ignored": 6,
+        "parked": 2,
+        "deadLettered": 0,
+    }
     assert limits == export(reference([sample]))
     resets = {
         event["payload"]["userLimitId"]: event["payload"]["nextResetTime"]  # type: ignore[index]
@@ -484,9 +502,9 @@ def lambda_on(dynamodb_store_url: str, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.setenv("USER_LIMITS_STORE", dynamodb_store_url)
     monkeypatch.setattr(aws_lambda.logger.registered_handler, "stream", io.StringIO())
     aws_lambda.reset()
-    store = aws_lambda.processor().store
-    assert isinstance(store, DynamoDBStore)
-    yield store
+    dynamodb_store = aws_lambda.processor().store
+    assert isinstance(dynamodb_store, DynamoDBStore)
+    yield dynamodb_store
     aws_lambda.reset()
 
 
@@ -532,7 +550,7 @@ def test_when_only_the_as_of_write_fails_the_log_and_metrics_say_what_was_commit
 def test_after_a_failure_part_way_the_log_and_metrics_count_what_the_store_applied(
     lambda_on: DynamoDBStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dynamodb_store, "TRANSACTION_ACTIONS", 4)  # a few limits a transaction
+    monkeypatch.setattr(dynamodb_module, "TRANSACTION_ACTIONS", 4)  # a few limits a transaction
     stream = [
         event for n in range(8) for event in (created(f"L{n}", 2 * n + 1), progress(f"L{n}", 2 * n + 2, "1", "0"))
     ]
@@ -556,9 +574,9 @@ def test_after_a_failure_part_way_the_log_and_metrics_count_what_the_store_appli
 class Transactions:
     """Every TransactWriteItems the store sends, as sent."""
 
-    def __init__(self, store: DynamoDBStore) -> None:
+    def __init__(self, dynamodb_store: DynamoDBStore) -> None:
         self.sent: list[list[dict[str, Any]]] = []
-        self.events = store._client.meta.events
+        self.events = dynamodb_store._client.meta.events
         self.events.register("provide-client-params.dynamodb.TransactWriteItems", self._record)
 
     def _record(self, params: dict[str, Any], **_: Any) -> None:
@@ -597,56 +615,56 @@ def check_limits(sent: list[list[dict[str, Any]]]) -> None:
         assert total <= 4 * 1024 * 1024
 
 
-def test_every_transaction_keeps_within_dynamodb_limits(store: DynamoDBStore) -> None:
+def test_every_transaction_keeps_within_dynamodb_limits(dynamodb_store: DynamoDBStore) -> None:
     brand = base64.b64encode(random.Random(3).randbytes(120_000)).decode()
     orphans = [progress("L0", n + 2, "1", str(n), note="x" * 700) for n in range(700)]
     limits = [created(f"L{n}", n, user_id=f"u{n % 7}", brandId=brand if n % 50 == 0 else "b") for n in range(1, 300)]
-    sent = Transactions(store)
-    process(store, records([*orphans, *limits]))
+    sent = Transactions(dynamodb_store)
+    process(dynamodb_store, records([*orphans, *limits]))
     process(
-        store,
+        dynamodb_store,
         records([created("L0", 1), *(progress(f"L{n}", 1000 + n, "1", "0", f"u{n % 7}") for n in range(1, 300))], 1000),
     )
     sent.close()
     check_limits(sent.sent)
     assert len(sent.sent) > 5
-    limit = store.user_limit("u1", "L0")
+    limit = dynamodb_store.user_limit("u1", "L0")
     assert limit is not None and str(limit.progress) == "700"
-    assert store.parked_events() == [] and chunk_items(store)["parked"] == 0
+    assert dynamodb_store.parked_events() == [] and chunk_items(dynamodb_store)["parked"] == 0
 
 
-def test_big_texts_of_a_limit_live_in_chunks_that_follow_it(store: DynamoDBStore) -> None:
+def test_big_texts_of_a_limit_live_in_chunks_that_follow_it(dynamodb_store: DynamoDBStore) -> None:
     brand = base64.b64encode(random.Random(5).randbytes(340_000)).decode()  # does not compress below 32 KB
-    process(store, records([created("L1", 1, brandId=brand)]))
-    assert chunk_items(store)["limits"] == 2
-    process(store, records([progress("L1", 2, "1", "0")], 1))  # the same texts: the same chunks
-    assert chunk_items(store)["limits"] == 2
-    process(store, records([created("L1", 3, user_id="u2", brandId=brand[1:])], 2))  # moved, other texts
-    assert [pk for pk, sk in all_keys(store) if sk.startswith("CHUNK#LIMIT#")] == ["USER#u2", "USER#u2"]
-    process(store, records([created("L1", 4, user_id="u2")], 3))  # small again: no chunks left
-    assert chunk_items(store)["limits"] == 0
-    limit = store.user_limit("u2", "L1")
+    process(dynamodb_store, records([created("L1", 1, brandId=brand)]))
+    assert chunk_items(dynamodb_store)["limits"] == 2
+    process(dynamodb_store, records([progress("L1", 2, "1", "0")], 1))  # the same texts: the same chunks
+    assert chunk_items(dynamodb_store)["limits"] == 2
+    process(dynamodb_store, records([created("L1", 3, user_id="u2", brandId=brand[1:])], 2))  # moved, other texts
+    assert [pk for pk, sk in all_keys(dynamodb_store) if sk.startswith("CHUNK#LIMIT#")] == ["USER#u2", "USER#u2"]
+    process(dynamodb_store, records([created("L1", 4, user_id="u2")], 3))  # small again: no chunks left
+    assert chunk_items(dynamodb_store)["limits"] == 0
+    limit = dynamodb_store.user_limit("u2", "L1")
     assert limit is not None and limit.brand_id == "brand-1"
 
 
 def test_events_beyond_what_a_parked_item_holds_are_dead_lettered(
-    store: DynamoDBStore, monkeypatch: pytest.MonkeyPatch
+    dynamodb_store: DynamoDBStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A parked item holds thousands of events; make it hold a few dozen.
     monkeypatch.setattr(dynamodb_writes, "PARKED_INLINE", 3_000)
     monkeypatch.setattr(dynamodb_writes, "PARKED_ITEM", 5_000)
     orphans = [progress("L1", n + 2, "1", str(n)) for n in range(150)]
-    result = process(store, records(orphans[:100]))
-    process(store, records(orphans[100:], 100))
-    parked, letters = store.parked_events(), store.dead_letters()
+    result = process(dynamodb_store, records(orphans[:100]))
+    process(dynamodb_store, records(orphans[100:], 100))
+    parked, letters = dynamodb_store.parked_events(), dynamodb_store.dead_letters()
     assert 0 < len(parked) < 150 and len(parked) + len(letters) == 150
     assert result.counts.parked + result.counts.dead_lettered == 100
     assert all("is full" in letter.reason for letter in letters)
     assert sorted([*(event.data for event in parked), *(letter.data for letter in letters)]) == sorted(
         encode(orphan) for orphan in orphans
     )
-    process(store, records([created("L1", 1)], 200))
-    limit = store.user_limit("u1", "L1")
+    process(dynamodb_store, records([created("L1", 1)], 200))
+    limit = dynamodb_store.user_limit("u1", "L1")
     assert limit is not None and limit.last_sequence_number == parked[-1].position
 
 
@@ -659,10 +677,10 @@ def legacy_value(data: bytes) -> bytes:
 
 
 def test_init_moves_parked_events_of_layout_1_where_any_creation_finds_them(
-    store: DynamoDBStore, dynamodb_store_url: str, monkeypatch: pytest.MonkeyPatch
+    dynamodb_store: DynamoDBStore, dynamodb_store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    process(store, records([created("L3", 1)]))
-    client, table = store._client, store.table
+    process(dynamodb_store, records([created("L3", 1)]))
+    client, table = dynamodb_store._client, dynamodb_store.table
     client.delete_item(TableName=table, Key={"PK": {"S": "META"}, "SK": {"S": "LAYOUT"}})  # as layout 1 had it
     stuck = encode(progress("L1", 5, "7", "0", user_id="u2"))  # parked under the user of the event
     big = encode(progress("L2", 7, "1", "0", note=os.urandom(40_000).hex()))
@@ -680,13 +698,13 @@ def test_init_moves_parked_events_of_layout_1_where_any_creation_finds_them(
     cut_short = DynamoDBStore(dynamodb_store_url, check_layout=False)
     requests = Requests(cut_short)
     with monkeypatch.context() as patch:
-        patch.setattr(dynamodb_store, "TRANSACTION_ACTIONS", 2)  # one action a transaction
+        patch.setattr(dynamodb_module, "TRANSACTION_ACTIONS", 2)  # one action a transaction
         requests.fail("TransactWriteItems", 3)
         with pytest.raises(CommitError):
             cut_short.migrate()
     requests.close()
     cut_short.close()
-    assert len(store.parked_events()) == 1  # one limit's events moved, the other's not yet
+    assert len(dynamodb_store.parked_events()) == 1  # one limit's events moved, the other's not yet
     assert "moved" in initialize(dynamodb_store_url)  # goes on where it stopped
     assert "moved" not in initialize(dynamodb_store_url)
 
@@ -707,15 +725,17 @@ def test_init_moves_parked_events_of_layout_1_where_any_creation_finds_them(
 
 
 def test_a_table_made_without_init_opens_at_this_layout_and_says_so(
-    store: DynamoDBStore, dynamodb_store_url: str
+    dynamodb_store: DynamoDBStore, dynamodb_store_url: str
 ) -> None:
     """A table created by a template (SAM, Terraform) has no layout item and nothing in it: the
     projector opens it, writes the layout before its first batch, and the read API opens it after."""
     layout = {"PK": {"S": "META"}, "SK": {"S": "LAYOUT"}}
-    store._client.delete_item(TableName=store.table, Key=layout)  # as CloudFormation leaves the table
+    dynamodb_store._client.delete_item(TableName=dynamodb_store.table, Key=layout)  # as CloudFormation leaves the table
     projector = DynamoDBStore(dynamodb_store_url)
     try:
-        assert "Item" in store._client.get_item(TableName=store.table, Key=layout, ConsistentRead=True)
+        assert "Item" in dynamodb_store._client.get_item(
+            TableName=dynamodb_store.table, Key=layout, ConsistentRead=True
+        )
         process(projector, records([created("L1", 1)]))
     finally:
         projector.close()
@@ -726,18 +746,18 @@ def test_a_table_made_without_init_opens_at_this_layout_and_says_so(
         reader.close()
 
 
-def test_a_table_of_a_newer_layout_says_to_upgrade(store: DynamoDBStore, dynamodb_store_url: str) -> None:
-    store._client.put_item(
-        TableName=store.table, Item={"PK": {"S": "META"}, "SK": {"S": "LAYOUT"}, "version": {"N": "99"}}
+def test_a_table_of_a_newer_layout_says_to_upgrade(dynamodb_store: DynamoDBStore, dynamodb_store_url: str) -> None:
+    dynamodb_store._client.put_item(
+        TableName=dynamodb_store.table, Item={"PK": {"S": "META"}, "SK": {"S": "LAYOUT"}, "version": {"N": "99"}}
     )
     with pytest.raises(StoreError, match=r"layout 99, newer than this version of user-limits .*upgrade user-limits"):
         DynamoDBStore(dynamodb_store_url)
 
 
-def test_dead_letters_of_layout_1_are_read_as_they_were(store: DynamoDBStore) -> None:
+def test_dead_letters_of_layout_1_are_read_as_they_were(dynamodb_store: DynamoDBStore) -> None:
     big = b"\xff" + os.urandom(40_000)  # layout 1 kept it in a chunk named by the dead letter's id
     letter_id = f"arn|shard|{KINESIS_BASE}|0"
-    client, table = store._client, store.table
+    client, table = dynamodb_store._client, dynamodb_store.table
     client.put_item(
         TableName=table,
         Item={
@@ -754,7 +774,7 @@ def test_dead_letters_of_layout_1_are_read_as_they_were(store: DynamoDBStore) ->
     client.put_item(
         TableName=table, Item={"PK": {"S": "DEADLETTERCHUNK"}, "SK": {"S": f"{letter_id}#0"}, "d": {"B": big}}
     )
-    [letter] = store.dead_letters()
+    [letter] = dynamodb_store.dead_letters()
     assert (letter.reason, letter.data, letter.sequence_number, letter.partition_key) == (
         "not UTF-8: invalid start byte at byte 0",
         big,

@@ -46,14 +46,16 @@ def value(found: Samples, name: str, **labels: str) -> float | None:
 
 
 @pytest.fixture
-def store() -> Iterator[LimitStore]:
+def memory_store() -> Iterator[LimitStore]:
     opened = open_store("memory://")
     yield opened
     opened.close()
 
 
-def metered(store: LimitStore) -> TestClient:
-    return TestClient(create_app(Settings(jwt_secret=SECRET), store, metrics=True), raise_server_exceptions=False)
+def metered(memory_store: LimitStore) -> TestClient:
+    return TestClient(
+        create_app(Settings(jwt_secret=SECRET), memory_store, metrics=True), raise_server_exceptions=False
+    )
 
 
 def scrape(client: TestClient) -> Samples:
@@ -63,9 +65,9 @@ def scrape(client: TestClient) -> Samples:
     return samples(response.text)
 
 
-def test_requests_are_counted_by_route_template_and_status(store: LimitStore) -> None:
-    seed_sample(store)
-    client = metered(store)
+def test_requests_are_counted_by_route_template_and_status(memory_store: LimitStore) -> None:
+    seed_sample(memory_store)
+    client = metered(memory_store)
     assert client.get(f"/api/user-limits/{SAMPLE_USER}", headers=ADMIN).status_code == 200
     assert client.get(f"/api/user-limits/{SAMPLE_USER}", headers=ADMIN).status_code == 200
     assert client.get("/api/user-limits/someone-else").status_code == 401
@@ -88,11 +90,11 @@ def test_requests_are_counted_by_route_template_and_status(store: LimitStore) ->
     assert not any(SAMPLE_USER in str(labels) or "someone-else" in str(labels) for _, labels in found)
 
 
-def test_the_stores_freshness_is_its_as_of(store: LimitStore) -> None:
-    seed_sample(store)
-    as_of = store.as_of()
+def test_the_stores_freshness_is_its_as_of(memory_store: LimitStore) -> None:
+    seed_sample(memory_store)
+    as_of = memory_store.as_of()
     assert as_of is not None
-    client = metered(store)
+    client = metered(memory_store)
     before = time.time()
     found = scrape(client)
     after = time.time()
@@ -102,8 +104,8 @@ def test_the_stores_freshness_is_its_as_of(store: LimitStore) -> None:
     assert age is not None and before - as_of / 1000 <= age <= after - as_of / 1000
 
 
-def test_an_empty_store_has_no_freshness_yet(store: LimitStore) -> None:
-    found = scrape(metered(store))
+def test_an_empty_store_has_no_freshness_yet(memory_store: LimitStore) -> None:
+    found = scrape(metered(memory_store))
     assert value(found, "user_limits_store_up") == 1
     assert value(found, "user_limits_store_as_of_seconds") is None
 
@@ -121,14 +123,14 @@ class FailingAsOf:
         return getattr(self.inner, name)
 
 
-def test_a_failing_store_scrapes_as_down(store: LimitStore) -> None:
-    found = scrape(metered(FailingAsOf(store)))  # type: ignore[arg-type]
+def test_a_failing_store_scrapes_as_down(memory_store: LimitStore) -> None:
+    found = scrape(metered(FailingAsOf(memory_store)))  # type: ignore[arg-type]
     assert value(found, "user_limits_store_up") == 0
     assert value(found, "user_limits_store_as_of_age_seconds") is None
 
 
-def test_no_metrics_unless_asked(store: LimitStore) -> None:
-    client = TestClient(create_app(Settings(jwt_secret=SECRET), store), raise_server_exceptions=False)
+def test_no_metrics_unless_asked(memory_store: LimitStore) -> None:
+    client = TestClient(create_app(Settings(jwt_secret=SECRET), memory_store), raise_server_exceptions=False)
     response = client.get("/metrics")
     assert response.status_code == 404
     assert response.json() == {"error": {"status": 404, "message": "Not Found"}}

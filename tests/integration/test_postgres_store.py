@@ -28,7 +28,7 @@ from user_limits.stores.base import StoreError
 from user_limits.stores.memory_store import MemoryStore
 from user_limits.stores.postgres_store import PostgresStore, initialize
 from user_limits.stores.sql import core as sql_core
-from user_limits.stores.sql import postgres as postgres_store
+from user_limits.stores.sql import postgres as postgres_dialect
 from user_limits.stream.records import Checkpoint, Outcome, Snapshot, StreamRecord
 from user_limits.testing.synthetic import generate
 
@@ -40,7 +40,7 @@ KINESIS_SEQUENCE = 49_590_338_271_490_256_608_559_692_538_361_571_095_921_575_98
 
 
 @pytest.fixture
-def store(postgres_store_url: str) -> Iterator[PostgresStore]:
+def postgres_store(postgres_store_url: str) -> Iterator[PostgresStore]:
     opened = PostgresStore(postgres_store_url)
     yield opened
     opened.close()
@@ -56,14 +56,14 @@ def serial(records: Sequence[StreamRecord], batch_size: int = 100) -> MemoryStor
     return reference
 
 
-def contents(store: PostgresStore | MemoryStore) -> dict[str, Any]:
+def contents(postgres_store: PostgresStore | MemoryStore) -> dict[str, Any]:
     """Everything a reader can see, apart from the counters."""
     return {
-        "limits": [export_dict(limit) for limit in store.all_limits()],
-        "positions": [(limit.last_sequence_number, limit.updated_at) for limit in store.all_limits()],
-        "parked": store.parked_events(),
-        "dead": sorted(store.dead_letters()),
-        "as_of": store.as_of(),
+        "limits": [export_dict(limit) for limit in postgres_store.all_limits()],
+        "positions": [(limit.last_sequence_number, limit.updated_at) for limit in postgres_store.all_limits()],
+        "parked": postgres_store.parked_events(),
+        "dead": sorted(postgres_store.dead_letters()),
+        "as_of": postgres_store.as_of(),
     }
 
 
@@ -115,9 +115,9 @@ def column_types(url: str) -> dict[str, str]:
 def test_a_database_of_schema_1_is_migrated_to_decimal_text_keeping_its_rows(
     postgres_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    schema_1 = [migration for migration in postgres_store.migrations() if migration.version == 1]
+    schema_1 = [migration for migration in postgres_dialect.migrations() if migration.version == 1]
     with monkeypatch.context() as patch:
-        patch.setattr(postgres_store, "migrations", lambda: schema_1)
+        patch.setattr(postgres_dialect, "migrations", lambda: schema_1)
         initialize(postgres_database)
     with psycopg.connect(postgres_database) as connection:  # a row as today's schema holds it
         connection.execute(
@@ -130,15 +130,17 @@ def test_a_database_of_schema_1_is_migrated_to_decimal_text_keeping_its_rows(
 
     assert "applied 0002_decimal_text" in initialize(postgres_database)
     assert column_types(postgres_database) == {"value": "text", "progress": "text"}
-    store = PostgresStore(postgres_database)
+    postgres_store = PostgresStore(postgres_database)
     try:
-        kept = store.user_limit("U1", "L1")
+        kept = postgres_store.user_limit("U1", "L1")
         assert kept is not None and (str(kept.value), str(kept.progress)) == ("9800.00", "0.10")
-        store.apply_batch({"L1": "U1"}, writing(msgspec.structs.replace(limit(2, "-0"), value=Decimal("1E+5"))))
-        moved = store.user_limit("U1", "L1")
+        postgres_store.apply_batch(
+            {"L1": "U1"}, writing(msgspec.structs.replace(limit(2, "-0"), value=Decimal("1E+5")))
+        )
+        moved = postgres_store.user_limit("U1", "L1")
         assert moved is not None and (str(moved.value), str(moved.progress)) == ("1E+5", "-0")
     finally:
-        store.close()
+        postgres_store.close()
 
 
 def test_two_concurrent_inits_are_safe(postgres_database: str) -> None:
@@ -211,34 +213,34 @@ def test_cli_init_against_the_server(postgres_database: str) -> None:
 # -- the write side
 
 
-def test_a_stale_outcome_cannot_move_a_limit_backwards(store: PostgresStore) -> None:
-    store.apply_batch({"L1": "U1"}, writing(limit(5, "200.00")))
-    store.apply_batch({"L1": "U1"}, writing(limit(3, "100.00")))  # computed from an older snapshot
-    assert store.user_limit("U1", "L1") == limit(5, "200.00")
+def test_a_stale_outcome_cannot_move_a_limit_backwards(postgres_store: PostgresStore) -> None:
+    postgres_store.apply_batch({"L1": "U1"}, writing(limit(5, "200.00")))
+    postgres_store.apply_batch({"L1": "U1"}, writing(limit(3, "100.00")))  # computed from an older snapshot
+    assert postgres_store.user_limit("U1", "L1") == limit(5, "200.00")
 
-    store.apply_batch({"L1": "U1"}, writing(limit(6, "300.00")))
-    assert store.user_limit("U1", "L1") == limit(6, "300.00")
+    postgres_store.apply_batch({"L1": "U1"}, writing(limit(6, "300.00")))
+    assert postgres_store.user_limit("U1", "L1") == limit(6, "300.00")
 
 
-def test_decimals_keep_their_scale(store: PostgresStore) -> None:
-    store.apply_batch({"L1": "U1"}, writing(limit(1, "0.10")))
-    stored = store.user_limit("U1", "L1")
+def test_decimals_keep_their_scale(postgres_store: PostgresStore) -> None:
+    postgres_store.apply_batch({"L1": "U1"}, writing(limit(1, "0.10")))
+    stored = postgres_store.user_limit("U1", "L1")
     assert stored is not None
     assert (str(stored.value), str(stored.progress)) == ("9800.00", "0.10")
 
 
-def test_checkpoints_hold_real_kinesis_sequence_numbers_and_only_move_forward(store: PostgresStore) -> None:
+def test_checkpoints_hold_real_kinesis_sequence_numbers_and_only_move_forward(postgres_store: PostgresStore) -> None:
     def at(offset: int, sub: int = 0) -> Checkpoint:
         return Checkpoint(STREAM, SHARD, str(KINESIS_SEQUENCE + offset), sub)
 
     for checkpoint in (at(10), at(10, 2), at(9, 5), at(10, 1)):
-        store.apply_batch({}, writing(checkpoint=checkpoint))
-    assert store.checkpoint(STREAM, SHARD) == at(10, 2)
-    store.apply_batch({}, writing(checkpoint=at(11)))
-    assert store.checkpoint(STREAM, SHARD) == at(11)
+        postgres_store.apply_batch({}, writing(checkpoint=checkpoint))
+    assert postgres_store.checkpoint(STREAM, SHARD) == at(10, 2)
+    postgres_store.apply_batch({}, writing(checkpoint=at(11)))
+    assert postgres_store.checkpoint(STREAM, SHARD) == at(11)
 
 
-def test_concurrent_writers_of_the_same_stream_equal_one_serial_writer(store: PostgresStore) -> None:
+def test_concurrent_writers_of_the_same_stream_equal_one_serial_writer(postgres_store: PostgresStore) -> None:
     """Two consumers handed the same shard (a lease moving): each event is applied exactly once."""
     records = synthetic(1200, users=40, seed=7)  # few users: the two writers touch the same limits
     reference = serial(records)
@@ -248,7 +250,7 @@ def test_concurrent_writers_of_the_same_stream_equal_one_serial_writer(store: Po
     def consume() -> None:
         start.wait()
         try:
-            replay(store, records, batch_size=100)
+            replay(postgres_store, records, batch_size=100)
         except BaseException as error:
             errors.append(error)
 
@@ -259,14 +261,14 @@ def test_concurrent_writers_of_the_same_stream_equal_one_serial_writer(store: Po
         thread.join()
 
     assert not errors
-    assert contents(store) == contents(reference)
-    counts, expected = store.stats(), reference.stats()
+    assert contents(postgres_store) == contents(reference)
+    counts, expected = postgres_store.stats(), reference.stats()
     assert counts.applied == expected.applied
     assert counts.ignored == 2 * expected.ignored
     assert (counts.waiting, counts.dead_letters) == (expected.waiting, expected.dead_letters)
 
 
-def test_writers_in_other_processes_serialise_too(postgres_store_url: str, store: PostgresStore) -> None:
+def test_writers_in_other_processes_serialise_too(postgres_store_url: str, postgres_store: PostgresStore) -> None:
     records = synthetic(1000, users=30, seed=3)
     reference = serial(records)
     script = (
@@ -301,51 +303,53 @@ def test_writers_in_other_processes_serialise_too(postgres_store_url: str, store
         _, stderr = worker.communicate(timeout=120)
         assert worker.returncode == 0, stderr
 
-    assert contents(store) == contents(reference)
-    assert store.stats().applied == reference.stats().applied
+    assert contents(postgres_store) == contents(reference)
+    assert postgres_store.stats().applied == reference.stats().applied
 
 
 @pytest.mark.parametrize("failing", ["python", "server"])
-def test_a_fault_mid_batch_commits_nothing(store: PostgresStore, failing: str) -> None:
+def test_a_fault_mid_batch_commits_nothing(postgres_store: PostgresStore, failing: str) -> None:
     records = synthetic(400, users=20, seed=5)
-    replay(store, records[:200], batch_size=100)
-    store.apply_batch({}, writing(checkpoint=Checkpoint(STREAM, SHARD, str(KINESIS_SEQUENCE))))
-    before = contents(store), store.stats(), store.checkpoint(STREAM, SHARD)
+    replay(postgres_store, records[:200], batch_size=100)
+    postgres_store.apply_batch({}, writing(checkpoint=Checkpoint(STREAM, SHARD, str(KINESIS_SEQUENCE))))
+    before = contents(postgres_store), postgres_store.stats(), postgres_store.checkpoint(STREAM, SHARD)
     batch = [*records[200:250], StreamRecord(b'{"truncated": '), *records[250:300]]  # with a dead letter
     later = Checkpoint(STREAM, SHARD, str(KINESIS_SEQUENCE + 100))
     real_executemany = psycopg.Cursor.executemany
 
     def executemany(cursor: psycopg.Cursor[Any], query: Any, params: Any, **kwargs: Any) -> None:
-        if query == postgres_store._INSERT_DEAD_LETTER:  # after the limits and parked events
+        if query == postgres_dialect._INSERT_DEAD_LETTER:  # after the limits and parked events
             raise RuntimeError("injected fault")
         real_executemany(cursor, query, params, **kwargs)
 
     if failing == "python":
         fault: Any = mock.patch.object(psycopg.Cursor, "executemany", executemany)
     else:  # the last statement of the batch fails on the server
-        fault = mock.patch.object(postgres_store, "_ADD_COUNTS", "UPDATE counters SET applied = 1 / 0")
+        fault = mock.patch.object(postgres_dialect, "_ADD_COUNTS", "UPDATE counters SET applied = 1 / 0")
     with fault:
-        result = processor_for(store).process(batch, checkpoint=later)
+        result = processor_for(postgres_store).process(batch, checkpoint=later)
 
     assert result.first_uncommitted == 0 and result.error is not None
     assert "\n" not in str(result.error)
-    assert (contents(store), store.stats(), store.checkpoint(STREAM, SHARD)) == before
+    assert (contents(postgres_store), postgres_store.stats(), postgres_store.checkpoint(STREAM, SHARD)) == before
     # The same connection goes on: the batch retried commits as if the fault never happened.
-    assert processor_for(store).process(batch, checkpoint=later).error is None
+    assert processor_for(postgres_store).process(batch, checkpoint=later).error is None
     reference = serial([*records[:200], *batch])
-    assert contents(store) == contents(reference)
-    assert store.stats() == reference.stats()
-    assert store.checkpoint(STREAM, SHARD) == later
+    assert contents(postgres_store) == contents(reference)
+    assert postgres_store.stats() == reference.stats()
+    assert postgres_store.checkpoint(STREAM, SHARD) == later
 
 
 # -- the read side
 
 
-def test_all_limits_pages_through_everything_in_id_order(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_all_limits_pages_through_everything_in_id_order(
+    postgres_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sql_core, "_PAGE", 7)
     records = synthetic(300, users=25, seed=11)
-    replay(store, records)
-    listed = [item.user_limit_id for item in store.all_limits()]
+    replay(postgres_store, records)
+    listed = [item.user_limit_id for item in postgres_store.all_limits()]
     assert len(listed) > 3 * 7
     assert listed == [item.user_limit_id for item in serial(records).all_limits()]
 
@@ -359,18 +363,18 @@ def test_listings_follow_python_order_whatever_the_database_locale(postgres_serv
     try:
         url = postgres_server.url(name)
         initialize(url)
-        store = PostgresStore(url)
+        postgres_store = PostgresStore(url)
         ids = ["a1", "B1", "_x", "b0", "Zz", "é1", "e2"]
-        store.apply_batch(dict.fromkeys(ids, "U1"), writing(*(limit(1, "0", limit_id) for limit_id in ids)))
+        postgres_store.apply_batch(dict.fromkeys(ids, "U1"), writing(*(limit(1, "0", limit_id) for limit_id in ids)))
         with mock.patch.object(sql_core, "_PAGE", 2):
-            assert [item.user_limit_id for item in store.all_limits()] == sorted(ids)
-        assert [item.user_limit_id for item in store.user_limits("U1")] == sorted(ids)
-        store.close()
+            assert [item.user_limit_id for item in postgres_store.all_limits()] == sorted(ids)
+        assert [item.user_limit_id for item in postgres_store.user_limits("U1")] == sorted(ids)
+        postgres_store.close()
     finally:
         postgres_server.drop_database(name)
 
 
-def test_one_users_limits_are_read_from_the_index(store: PostgresStore, postgres_store_url: str) -> None:
+def test_one_users_limits_are_read_from_the_index(postgres_store: PostgresStore, postgres_store_url: str) -> None:
     with psycopg.connect(postgres_store_url) as connection:
         connection.execute("SET enable_seqscan = off")
         plan = connection.execute(
@@ -381,7 +385,7 @@ def test_one_users_limits_are_read_from_the_index(store: PostgresStore, postgres
 
 
 def test_each_thread_has_its_connection_and_close_ends_them(
-    store: PostgresStore, postgres_store_url: str, postgres_server: PostgresServer
+    postgres_store: PostgresStore, postgres_store_url: str, postgres_server: PostgresServer
 ) -> None:
     database = postgres_store_url.rsplit("/", 1)[1]
 
@@ -398,13 +402,13 @@ def test_each_thread_has_its_connection_and_close_ends_them(
         count: int = row[0]  # type: ignore[assignment]
         return count
 
-    threads = [threading.Thread(target=store.ping) for _ in range(3)]
+    threads = [threading.Thread(target=postgres_store.ping) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert open_connections() == 4  # the opening thread's and the three others'
-    store.close()
+    postgres_store.close()
     # A backend leaves pg_stat_activity shortly after its client hangs up.
     for _ in range(200):
         if open_connections() == 0:
@@ -415,15 +419,15 @@ def test_each_thread_has_its_connection_and_close_ends_them(
 
 @pytest.mark.parametrize("operation", ["read", "batch"])
 def test_a_lost_connection_is_one_error_then_reconnects(
-    store: PostgresStore, postgres_store_url: str, postgres_server: PostgresServer, operation: str
+    postgres_store: PostgresStore, postgres_store_url: str, postgres_server: PostgresServer, operation: str
 ) -> None:
     def use() -> None:
         if operation == "read":
-            store.ping()
+            postgres_store.ping()
         else:
-            store.apply_batch({"L1": "U1"}, writing(limit(1, "0")))
+            postgres_store.apply_batch({"L1": "U1"}, writing(limit(1, "0")))
 
-    store.ping()
+    postgres_store.ping()
     postgres_server.admin().execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE datname = %s AND application_name = 'user-limits'",
@@ -433,34 +437,34 @@ def test_a_lost_connection_is_one_error_then_reconnects(
         use()
     assert "\n" not in str(raised.value)
     use()
-    assert store.stats().applied == (1 if operation == "batch" else 0)
+    assert postgres_store.stats().applied == (1 if operation == "batch" else 0)
 
 
-def test_a_forked_child_uses_its_own_connection(store: PostgresStore) -> None:
-    store.ping()
+def test_a_forked_child_uses_its_own_connection(postgres_store: PostgresStore) -> None:
+    postgres_store.ping()
     pid = os.fork()
     if pid == 0:  # the child: write, then close the store as a program does on its way out
         try:
-            store.apply_batch({"L1": "U1"}, writing(limit(1, "0")))
-            store.close()
+            postgres_store.apply_batch({"L1": "U1"}, writing(limit(1, "0")))
+            postgres_store.close()
         finally:
-            os._exit(0 if store.user_limit("U1", "L1") is not None else 1)
+            os._exit(0 if postgres_store.user_limit("U1", "L1") is not None else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    store.ping()  # the parent's session survived the child's close
-    assert store.user_limit("U1", "L1") == limit(1, "0")
+    postgres_store.ping()  # the parent's session survived the child's close
+    assert postgres_store.user_limit("U1", "L1") == limit(1, "0")
 
 
 # -- the upstream sample
 
 
 def test_the_shared_sample_gives_the_expected_read_model(
-    store: PostgresStore, shared_sample: list[dict[str, Any]]
+    postgres_store: PostgresStore, shared_sample: list[dict[str, Any]]
 ) -> None:
     records = [StreamRecord(json.dumps(envelope).encode()) for envelope in shared_sample]
-    counts = replay(store, records)
+    counts = replay(postgres_store, records)
 
-    limits = list(store.all_limits())
+    limits = list(postgres_store.all_limits())
     assert [(item.type, item.progress) for item in limits] == [("DEPOSIT", Decimal(0))] * 3
     resets = {
         envelope["payload"]["userLimitId"]: envelope["payload"]["nextResetTime"]
@@ -471,10 +475,10 @@ def test_the_shared_sample_gives_the_expected_read_model(
         item.user_limit_id: resets[item.user_limit_id] for item in limits
     }
     # The two other resets are for limits whose creation is not in the sample: parked.
-    assert sorted(event.key for event in store.parked_events()) == sorted(
+    assert sorted(event.key for event in postgres_store.parked_events()) == sorted(
         set(resets) - {i.user_limit_id for i in limits}
     )
     assert (counts.applied, counts.ignored, counts.parked) == (9, 6, 2)
-    stats = store.stats()
+    stats = postgres_store.stats()
     assert (stats.applied, stats.ignored, stats.waiting) == (9, 6, 2)
-    assert contents(store) == contents(serial(records))
+    assert contents(postgres_store) == contents(serial(records))
