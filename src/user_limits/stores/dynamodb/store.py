@@ -147,7 +147,7 @@ def initialize(url: str) -> str:
 
 
 @dataclass(slots=True)
-class _Progress:
+class _Committed:
     """What the transactions of one batch have committed so far."""
 
     applied: int = 0
@@ -219,10 +219,10 @@ class DynamoDBStore:
         snapshot, stored = self._snapshot(keys)
         outcome = project(snapshot)
         placement = fit(outcome, stored)
-        progress = _Progress()
+        committed = _Committed()
         pending: set[str] | None = None  # the limits still to commit; None: the whole outcome
         for _ in range(ROUNDS):
-            conflicts = self._commit(keys, outcome, pending, progress, stored, placement)
+            conflicts = self._commit(keys, outcome, pending, committed, stored, placement)
             if not conflicts:
                 break
             # Another writer changed these limits since they were read: read them again and
@@ -237,15 +237,15 @@ class DynamoDBStore:
             pending = set(conflicts)
         else:
             error = RuntimeError(f"limits changing under {ROUNDS} attempts")
-            raise CommitError(min(conflicts.values()), error, progress.counts())
+            raise CommitError(min(conflicts.values()), error, committed.counts())
         try:
-            if progress.newest is not None:
-                self._conditional_max(item_key(META, AS_OF), "asOf", number_attr(progress.newest))
+            if committed.newest is not None:
+                self._conditional_max(item_key(META, AS_OF), "asOf", number_attr(committed.newest))
             if outcome.checkpoint is not None:
                 self._store_checkpoint(outcome.checkpoint)
         except Exception as error:
             # Every record's effect is committed; the next batch moves these forward again.
-            raise CommitError(outcome.size, error, progress.counts()) from error
+            raise CommitError(outcome.size, error, committed.counts()) from error
         return outcome
 
     def _snapshot(self, keys: Mapping[str, str]) -> tuple[Snapshot[UserLimit], dict[str, Stored]]:
@@ -337,16 +337,16 @@ class DynamoDBStore:
         keys: Mapping[str, str],
         outcome: Outcome[UserLimit],
         pending: set[str] | None,
-        progress: _Progress,
+        committed: _Committed,
         stored: Mapping[str, Stored],
         placement: Placement,
     ) -> dict[str, int]:
         """Commit the outcome (of the ``pending`` limits) in transactions, in record order; returns
         the limits another writer changed since they were read, with their first record's index."""
         units = self._writes.units(keys, outcome, pending, stored, placement, time.time_ns())
-        return self._run(units, outcome, progress)
+        return self._run(units, outcome, committed)
 
-    def _run(self, units: Sequence[Unit], outcome: Outcome[UserLimit], progress: _Progress) -> dict[str, int]:
+    def _run(self, units: Sequence[Unit], outcome: Outcome[UserLimit], committed: _Committed) -> dict[str, int]:
         # One action of each transaction is kept for the counters.
         groups = transactions(units, TRANSACTION_ACTIONS - 1, TRANSACTION_BYTES)
         conflicts: dict[str, int] = {}
@@ -354,19 +354,19 @@ class DynamoDBStore:
         for number, group in enumerate(groups):
             steps = [(unit, step) for unit, step in group if id(unit) not in dropped]
             try:
-                self._transact(outcome, steps, progress, conflicts, dropped, last=number == len(groups) - 1)
+                self._transact(outcome, steps, committed, conflicts, dropped, last=number == len(groups) - 1)
             except Exception as error:
                 remaining = [unit.index for later in groups[number:] for unit, _ in later if id(unit) not in dropped]
                 remaining += conflicts.values()
-                first = min(remaining, default=outcome.size if progress.committed_any else 0)
-                raise CommitError(first, error, progress.counts()) from error
+                first = min(remaining, default=outcome.size if committed.committed_any else 0)
+                raise CommitError(first, error, committed.counts()) from error
         return conflicts
 
     def _transact(
         self,
         outcome: Outcome[UserLimit],
         steps: list[tuple[Unit, Step]],
-        progress: _Progress,
+        committed: _Committed,
         conflicts: dict[str, int],
         dropped: set[int],
         last: bool,
@@ -379,7 +379,7 @@ class DynamoDBStore:
             applied = sum(step.applied for _, step in steps)
             # The batch's last transaction brings skipped and ignored up to this outcome's.
             skipped, ignored = (
-                (counts.skipped - progress.skipped, counts.ignored - progress.ignored) if last else (0, 0)
+                (counts.skipped - committed.skipped, counts.ignored - committed.ignored) if last else (0, 0)
             )
             actions = [action for _, step in steps for action in step.actions]
             if applied or skipped or ignored:
@@ -394,7 +394,7 @@ class DynamoDBStore:
                 reasons = error.response.get("CancellationReasons") or []
                 failed = {n for n, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"}
                 if failed:
-                    steps = _without(steps, failed, conflicts, dropped, progress)
+                    steps = _without(steps, failed, conflicts, dropped, committed)
                     continue
                 # Conflicts with another transaction, or throttling: back off and try again.
                 attempt += 1
@@ -402,15 +402,15 @@ class DynamoDBStore:
                     raise
                 backoff(attempt)
                 continue
-            progress.committed_any = True
-            progress.applied += applied
-            progress.skipped += skipped
-            progress.ignored += ignored
+            committed.committed_any = True
+            committed.applied += applied
+            committed.skipped += skipped
+            committed.ignored += ignored
             for _, step in steps:
-                progress.parked += step.parked
-                progress.dead_lettered += step.dead_letters
-                if step.updated_at is not None and (progress.newest is None or step.updated_at > progress.newest):
-                    progress.newest = step.updated_at
+                committed.parked += step.parked
+                committed.dead_lettered += step.dead_letters
+                if step.updated_at is not None and (committed.newest is None or step.updated_at > committed.newest):
+                    committed.newest = step.updated_at
             return
 
     def _counters_action(self, applied: int, skipped: int, ignored: int) -> Action:
@@ -511,7 +511,7 @@ class DynamoDBStore:
             units.append(unit)
         refused = [(index, letter) for _, index, letter in placement.refused]
         units += self._writes.dead_letter_units(refused, time.time_ns())
-        conflicts = self._run(units, outcome, _Progress())
+        conflicts = self._run(units, outcome, _Committed())
         if conflicts:
             raise StoreError(
                 f"DynamoDB table {self.table}: parked events changed while they were moved: run init again"
@@ -622,7 +622,11 @@ class DynamoDBStore:
 
 
 def _without(
-    steps: list[tuple[Unit, Step]], failed: set[int], conflicts: dict[str, int], dropped: set[int], progress: _Progress
+    steps: list[tuple[Unit, Step]],
+    failed: set[int],
+    conflicts: dict[str, int],
+    dropped: set[int],
+    committed: _Committed,
 ) -> list[tuple[Unit, Step]]:
     """The steps of the units none of whose actions (by position in the transaction) failed their
     condition. A failed limit is a conflict; a failed dead letter is one already kept."""
@@ -635,7 +639,7 @@ def _without(
             if unit.key is not None:
                 conflicts[unit.key] = unit.index
             else:
-                progress.dead_lettered += unit.steps[unit.main].dead_letters
+                committed.dead_lettered += unit.steps[unit.main].dead_letters
     return [(unit, step) for unit, step in steps if id(unit) not in dropped]
 
 
