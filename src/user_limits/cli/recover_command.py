@@ -55,7 +55,7 @@ def recover(
     From --queue, each message's records are read back from the stream; from --bucket, each object holds
     them. Once committed, the message is deleted or the object moved under recovered/. Exit 1 if any is kept.
     """
-    from user_limits.kinesis.client import check_region
+    from user_limits.aws import check_region
     from user_limits.operations import recover as recovering
 
     # Every argument is checked before anything is opened, received or read.

@@ -72,7 +72,8 @@ def consume(
 
     SIGINT or SIGTERM stop it after the batch in hand.
     """
-    from user_limits.kinesis.client import check_endpoint, check_region, kinesis_client
+    from user_limits.aws import check_endpoint, check_region
+    from user_limits.kinesis.client import kinesis_client
     from user_limits.kinesis.consumer import Consumer, ConsumerOptions
 
     check_endpoint(endpoint)  # before the store is opened (or created)

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from user_limits.aws import aws_client
 from user_limits.errors import UserError
 from user_limits.inputs import InputError
 from user_limits.operations.json_splitter import split
@@ -110,27 +111,9 @@ def parse_hour(text: str, option: str, last: bool) -> str:
 
 def s3_client(endpoint: str | None = None, region: str | None = None) -> S3Client:
     """An S3 client; UserError (one line) for a bad ``--endpoint`` or ``--region``."""
-    try:
-        import boto3
-        from botocore.config import Config
-        from botocore.exceptions import BotoCoreError
-    except ImportError:
-        raise UserError("reading s3:// archives needs boto3: pip install 'user-limits[dynamodb]'") from None
-    from user_limits.kinesis.client import check_endpoint, check_region
-
-    check_endpoint(endpoint)
-    check_region(region)
-    # An S3 stand-in on an endpoint of its own (moto, MinIO) takes the bucket in the path.
-    options: dict[str, Any] = {"s3": {"addressing_style": "path"}} if endpoint else {}
-    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60, **options)
-    try:
-        session = boto3.session.Session()
-        if region is None:
-            region = session.region_name or "us-east-1"
-            check_region(region, "the configured AWS region (AWS_REGION, AWS_DEFAULT_REGION or ~/.aws/config)")
-        return session.client("s3", endpoint_url=endpoint, region_name=region, config=config)
-    except (BotoCoreError, ValueError) as error:
-        raise UserError(f"cannot set up the S3 client: {error}") from None
+    # Archive objects are large: more patience per read than the default.
+    client: S3Client = aws_client("s3", endpoint, region, max_attempts=5, read_timeout=60)
+    return client
 
 
 class Archive:

@@ -28,9 +28,10 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from user_limits.aws import aws_client
 from user_limits.bootstrap import processor as processor_for
 from user_limits.errors import UserError
-from user_limits.kinesis.client import check_region, kinesis_client
+from user_limits.kinesis.client import kinesis_client
 from user_limits.kinesis.records import records_from_get_records
 from user_limits.kinesis.shard_range import RangeUnavailable, read_range
 from user_limits.operations.invocation_record import (
@@ -339,30 +340,10 @@ def queue_region(queue_url: str) -> str | None:
 
 
 def sqs_client(endpoint: str | None, region: str | None) -> SQSClient:
-    client: SQSClient = _client("sqs", endpoint, region)
+    client: SQSClient = aws_client("sqs", endpoint, region)
     return client
 
 
 def s3_client(endpoint: str | None, region: str | None) -> S3Client:
-    client: S3Client = _client("s3", endpoint, region)
+    client: S3Client = aws_client("s3", endpoint, region)
     return client
-
-
-def _client(service: str, endpoint: str | None, region: str | None) -> Any:
-    """A boto3 client; UserError (one line) for a configuration botocore refuses."""
-    check_region(region)
-    import boto3
-    from botocore.config import Config
-
-    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
-    if service == "s3" and endpoint is not None:
-        # A local S3 (moto, MinIO) is addressed by path: BUCKET.127.0.0.1 is no host.
-        config = config.merge(Config(s3={"addressing_style": "path"}))
-    try:
-        session = boto3.session.Session()
-        if region is None:
-            region = session.region_name or "us-east-1"
-            check_region(region, "the configured AWS region (AWS_REGION, AWS_DEFAULT_REGION or ~/.aws/config)")
-        return session.client(service, endpoint_url=endpoint, region_name=region, config=config)  # type: ignore[call-overload]
-    except (BotoCoreError, ValueError) as error:
-        raise UserError(f"cannot set up the {service.upper()} client: {error}") from None
