@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from tests.servers.process import free_port
 
 LIMITS_PER_USER = 4
 TYPES = ("DEPOSIT", "LOSS", "BET", "SESSION")
@@ -114,13 +115,6 @@ def serve(url: str, port: int) -> None:
         return {"ok": True}
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_healthy(base: str, server: subprocess.Popen[bytes]) -> None:

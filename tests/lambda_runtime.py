@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import platform
-import socket
 import subprocess
-import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
+
+from tests.servers.process import LoopbackProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 LAMBDA_VENV = ROOT / ".venv-lambda"
@@ -51,13 +50,6 @@ def runtime_python() -> Path | None:
     return python if done.returncode == 0 and done.stdout.strip() == LAMBDA_PYTHON else None
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class Emulator:
     """The RIE running ``command`` (the runtime's bootstrap), on 127.0.0.1:port."""
 
@@ -69,25 +61,11 @@ class Emulator:
         self.cwd = cwd
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}{INVOCATIONS}"
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._process = LoopbackProcess("the emulator", command, self.port, env, cwd)
 
     def start(self, timeout: float = 60.0) -> Emulator:
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - kept for the process's life
-        self._process = subprocess.Popen(
-            self.command, env=self.env, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"the emulator exited with {self._process.returncode}: {self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the emulator did not listen on port {self.port}: {self.log()}") from None
-                time.sleep(0.1)
+        self._process.start(timeout)
+        return self
 
     def invoke(self, event: dict[str, Any], timeout: float = 120.0) -> Any:
         request = urllib.request.Request(
@@ -97,23 +75,10 @@ class Emulator:
             return json.loads(answer.read())
 
     def log(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read()[-4000:].decode(errors="replace")
+        return self._process.log()
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._process.stop()
 
     def __enter__(self) -> Emulator:
         return self.start()

@@ -27,8 +27,9 @@ import pytest
 from tests.conftest import SHARED_SAMPLE
 from tests.containers import ROOT, ContainersUnavailable, base_image, podman, python312
 from tests.integration.test_api import SAMPLE_USER, SECRET, http_api_event, seed_sample, token
-from tests.lambda_runtime import free_port, rie_binary
+from tests.lambda_runtime import rie_binary
 from tests.servers.kinesis_local import DUMMY_CREDENTIALS, KinesisLocalServer
+from tests.servers.process import free_port
 from tests.streams import created, encode
 from user_limits.bootstrap import open_store
 from user_limits.testing.lambda_events import events_from_envelopes

@@ -7,7 +7,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 import jwt
 import pytest
 
+from tests.servers.process import free_port
 from tests.streams import created, process, progress, records
 from user_limits.bootstrap import open_store
 
@@ -28,13 +28,6 @@ pytestmark = pytest.mark.browser
 SECRET = "web-page-test-secret-0123456789abcdef"
 HOUR = 3_600_000
 LONG = "123456789012345678901234567890.123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def seed(url: str) -> None:

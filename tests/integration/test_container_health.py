@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lambda_runtime import free_port
+from tests.servers.process import free_port
 from user_limits.container_health import healthy, main_process_args, probe_url
 
 VENV = ["/opt/user-limits/bin/python", "/opt/user-limits/bin/user-limits"]

@@ -21,7 +21,8 @@ import pytest
 
 from tests.conftest import SHARED_SAMPLE
 from tests.integration.test_api import SECRET, http_api_event, token
-from tests.lambda_runtime import Emulator, free_port, rie_binary, runtime_python
+from tests.lambda_runtime import Emulator, rie_binary, runtime_python
+from tests.servers.process import free_port
 from tests.streams import export
 from user_limits.bootstrap import open_store
 from user_limits.testing.lambda_events import events_from_envelopes

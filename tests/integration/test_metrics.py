@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.test_api import ADMIN, SAMPLE_USER, SECRET, seed_sample
-from tests.servers.dynamodb_local import free_port
 from tests.servers.kinesis_local import DUMMY_CREDENTIALS, KinesisLocalServer
+from tests.servers.process import free_port
 from tests.streams import created, encode, noise, progress
 from user_limits.api.app import create_app
 from user_limits.api.settings import Settings

@@ -20,7 +20,8 @@ import msgspec
 import psycopg
 import pytest
 
-from tests.servers.postgres import PASSWORD, PostgresServer, free_port
+from tests.servers.postgres import PASSWORD, PostgresServer
+from tests.servers.process import free_port
 from user_limits.bootstrap import processor as processor_for
 from user_limits.domain.model import UserLimit, export_dict
 from user_limits.replay import replay

@@ -4,11 +4,11 @@ The server is moto's server mode (``moto[server]``, in the dev extra), not dynal
 commits with TransactWriteItems, which dynalite does not implement (it answers
 ``UnknownOperationException``). The module keeps its name, the plugin registered by conftest.
 
-Run as a script, this module is the server process: moto, with one change. moto backs a
-transaction up by copying each table it touches once per action, so a transaction of 100 actions
-on a table of thousands of items takes seconds; here each table is copied once per transaction
-(the same backup: the copies are all taken before the first write), and transactions run one at a
-time, as moto's whole-table rollback needs.
+Run as a module (``python -m tests.servers.dynamodb_local PORT``), it is the server process:
+moto, with one change. moto backs a transaction up by copying each table it touches once per
+action, so a transaction of 100 actions on a table of thousands of items takes seconds; here each
+table is copied once per transaction (the same backup: the copies are all taken before the first
+write), and transactions run one at a time, as moto's whole-table rollback needs.
 
 Fixtures: ``dynamodb_server`` (one per session, stopped at its end) and ``dynamodb_store_url`` (a
 fresh table per test, created by ``initialize`` and deleted afterwards, with dummy credentials in
@@ -18,31 +18,23 @@ the environment for that test only).
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 import pytest
 
+from tests.servers.process import LoopbackProcess, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 # moto accepts any credentials; boto3 only needs some. The environment of whatever talks to the server.
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 # Variables that would make boto3 look elsewhere for credentials.
 _UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class DynamoDBServer:
@@ -51,48 +43,19 @@ class DynamoDBServer:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        command = [sys.executable, "-m", "tests.servers.dynamodb_local", str(self.port)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._process = LoopbackProcess("the DynamoDB server", command, self.port, env, cwd=ROOT)
 
     def start(self, timeout: float = 60.0) -> DynamoDBServer:
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the server's life
-        self._process = subprocess.Popen(
-            [sys.executable, __file__, str(self.port)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"the DynamoDB server exited with {self._process.returncode}: {self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"the DynamoDB server did not listen on {self.endpoint}") from None
-                time.sleep(0.1)
+        self._process.start(timeout)
+        return self
 
     def log(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read()[-2000:].decode(errors="replace")
+        return self._process.log()
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._process.stop(timeout=10)
 
     def __enter__(self) -> DynamoDBServer:
         return self.start()

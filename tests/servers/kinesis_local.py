@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,18 +20,13 @@ from typing import Any
 
 import pytest
 
+from tests.servers.process import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "tools" / "servers" / "node_modules" / "kinesis-local"
 REGION = "us-east-1"
 # kinesis-local accepts any credentials; boto3 only needs some to sign requests.
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class KinesisLocalServer:

@@ -15,7 +15,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.servers.process import free_port
 from user_limits.stores.postgres_store import initialize
 
 PASSWORD = "limits-test-password"  # a throwaway loopback server
@@ -55,13 +55,6 @@ def server_bindir() -> Path:
         "PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's `postgresql` package "
         "(scripts/install-system-deps.sh) or set PG_BINDIR"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class PostgresServer:
