@@ -96,8 +96,9 @@ lambda: $(VENV)/.runtime
 # settings say (a uv.toml, or an index or find-links in the environment).
 unexport UV_CONFIG_FILE UV_INDEX UV_INDEX_URL UV_DEFAULT_INDEX UV_EXTRA_INDEX_URL UV_FIND_LINKS UV_NO_INDEX \
 	UV_CONSTRAINT UV_OVERRIDE
-UV_COMPILE = $(BIN)/uv pip compile --quiet --no-config --universal --generate-hashes --python-version 3.11 \
+UV_PIP_COMPILE = $(BIN)/uv pip compile --quiet --no-config --universal --generate-hashes \
 	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+UV_COMPILE = $(UV_PIP_COMPILE) --python-version 3.11
 
 ## lock: refresh requirements/*.txt after a change to pyproject.toml's dependencies, keeping every other
 ##       pin; `make lock UPGRADE=1` takes the newest releases the ranges allow
@@ -111,6 +112,9 @@ lock: $(VENV)/.uv
 	$(UV_COMPILE) -c $(LOCK)/dev.txt pyproject.toml $(LOCK)/tools.in \
 		--extra postgres --extra dynamodb --extra api --extra metrics -o $(LOCK)/service.txt
 	$(UV_COMPILE) -c $(LOCK)/dev.txt pyproject.toml --extra lambda -o $(LOCK)/lambda.txt
+	@# The test tools with environments of their own: the SAM CLI, and Lambda's runtime client on 3.12.
+	$(UV_COMPILE) tools/sam/requirements.in -o tools/sam/requirements.txt
+	$(UV_PIP_COMPILE) --python-version 3.12 tools/lambda-runtime/requirements.in -o tools/lambda-runtime/requirements.txt
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(LAMBDA_VENV) dist build $(SERVERS)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
