@@ -20,7 +20,7 @@ OldPeriod = Literal[tuple(period for period in LIMIT_PERIODS if period != UNKNOW
 
 
 class _Periods(msgspec.Struct):
-    period: OldPeriod
+    period: OldPeriod  # type: ignore[valid-type]
 
 
 _periods = msgspec.json.Decoder(_Periods)
