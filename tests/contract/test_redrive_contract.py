@@ -146,6 +146,22 @@ def test_dead_letters_of_one_limit_are_redriven_in_stream_order(store: LimitStor
     assert store.dead_letters() == []
 
 
+def test_many_dead_letters_of_one_limit_are_redriven(store: LimitStore) -> None:
+    """More than one DynamoDB transaction holds: the batches are cut so that each limit's dead
+    letters leave with its write."""
+    stream = [record(created("L1", 1, period="WEEK"), 0)]
+    stream += [record(reset("L1", 1 + n, BASE_TIME + n, period="WEEK"), n) for n in range(1, 121)]
+    process_before_week(store, stream)
+    assert stats(store)["deadLettered"] == 121
+
+    counts = redrive_every(store)
+
+    assert (counts.redriven, counts.applied, counts.skipped, counts.still_dead) == (121, 121, 0, 0)
+    assert store.dead_letters() == []
+    (limit,) = store.all_limits()
+    assert limit.last_sequence_number == 121
+
+
 def test_a_dry_run_changes_nothing(store: LimitStore) -> None:
     process_before_week(store, [record(created("L1", 3, period="WEEK"), 1), record(b"{not json", 2)])
     held = (store.dead_letters(), stats(store))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from tests.streams import created, encode
 from user_limits.domain.model import UserLimit
 from user_limits.family import UserLimitFamily
-from user_limits.operations.redrive import in_stream_order, missing_ids, record_of, select
+from user_limits.operations.redrive import batches, in_stream_order, missing_ids, record_of, select
 from user_limits.stores.dynamodb.layout import TEXTS_INLINE, dead_letter_key
 from user_limits.stores.dynamodb.plan import Unit, Writes, fit
 from user_limits.stream.engine import decode_batch
@@ -140,3 +141,14 @@ def test_no_renewal_in_a_round_for_some_limits() -> None:
     outcome.dead_letters_renewed = [(0, DeadLetter("today", b"x"))]
     assert plan(outcome, pending={"L1"}) == []
     assert len(plan(outcome)) == 1
+
+
+def test_batches_keep_the_order_and_at_most_so_many_dead_letters_of_one_limit() -> None:
+    def of(limit_id: str, seq: int) -> DeadLetter:
+        return DeadLetter("x", encode(created(limit_id, seq)), str(seq))
+
+    letters = [of("L1", 1), of("L2", 2), of("L1", 3), DeadLetter("x", b"{"), of("L1", 5), of("L2", 6)]
+    cut = list(batches(letters, UserLimitFamily(), size=4, per_key=2))
+    assert [list(batch) for batch in cut] == [letters[:4], letters[4:]]
+    cut = list(batches(letters, UserLimitFamily(), size=3, per_key=1))
+    assert [list(batch) for batch in cut] == [letters[:2], letters[2:4], letters[4:]]

@@ -11,7 +11,8 @@
   record or event of a shape AWS never sends) are kept whole: their bytes are not an envelope,
   so they go back through the same rejection and stay, with their reason.
 
-Each batch of :data:`BATCH` dead letters is one commit (:func:`user_limits.stream.redrive.redrive`).
+Each batch of :data:`BATCH` dead letters (at most :data:`PER_KEY` of one limit) is one commit
+(:func:`user_limits.stream.redrive.redrive`).
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ from user_limits.domain.model import UserLimit
 from user_limits.errors import UserError
 from user_limits.family import UserLimitFamily
 from user_limits.stores.base import LimitStore
-from user_limits.stream.engine import EventFamily
+from user_limits.stream.engine import EventFamily, InvalidRecord
 from user_limits.stream.records import CommitError, DeadLetter, RejectedRecord, StreamRecord
 from user_limits.stream.redrive import redrive
 
 BATCH = 1000
+# Dead letters of one limit in one batch: their deletions go with the limit's write, in one
+# DynamoDB transaction (100 actions, a few of them the limit's own).
+PER_KEY = 50
 
 # The reasons the transport layer (user_limits.kinesis.records) gives the records it rejects.
 TRANSPORT_REASONS = (
@@ -111,9 +115,38 @@ def record_of(letter: DeadLetter) -> StreamRecord:
     return record
 
 
-def batches(letters: Sequence[DeadLetter], size: int = BATCH) -> Iterator[Sequence[DeadLetter]]:
-    for start in range(0, len(letters), size):
-        yield letters[start : start + size]
+def batches(
+    letters: Sequence[DeadLetter],
+    family: EventFamily[UserLimitEvent, UserLimit],
+    size: int = BATCH,
+    per_key: int = PER_KEY,
+) -> Iterator[Sequence[DeadLetter]]:
+    """The letters in order, cut into batches of at most ``size``, and at most ``per_key`` for one
+    limit: each leaves the dead letters with its limit's write, in one DynamoDB transaction of at
+    most 100 actions."""
+    batch: list[DeadLetter] = []
+    per: dict[str, int] = {}
+    for letter in letters:
+        key = _key(family, letter)
+        if len(batch) == size or (key is not None and per.get(key, 0) == per_key):
+            yield batch
+            batch, per = [], {}
+        batch.append(letter)
+        if key is not None:
+            per[key] = per.get(key, 0) + 1
+    if batch:
+        yield batch
+
+
+def _key(family: EventFamily[UserLimitEvent, UserLimit], letter: DeadLetter) -> str | None:
+    """The limit a dead letter's record would change, if it decodes now."""
+    if letter.reason.startswith(TRANSPORT_REASONS):
+        return None
+    try:
+        event = family.decode(letter.data)
+    except InvalidRecord:
+        return None
+    return None if event is None else family.key(event)
 
 
 def redrive_all(
@@ -127,7 +160,7 @@ def redrive_all(
     saying what was committed before (running it again is safe: what left the dead letters is gone)."""
     family = family if family is not None else UserLimitFamily()
     counts = RedriveCounts()
-    for batch in batches(letters):
+    for batch in batches(letters, family):
         try:
             outcome = redrive(family, store, [record_of(letter) for letter in batch], dry_run)
         except CommitError as error:
