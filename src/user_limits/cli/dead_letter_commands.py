@@ -72,7 +72,7 @@ def redrive(
         bool, typer.Option("--dry-run", help="Decode and report what would happen; change nothing.")
     ] = False,
     store: StoreOption = None,
-    json: JsonOption = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Run the selected dead letters through today's rules, in stream order; what decodes leaves the dead letters."""
     before = ctx.parent.params if ctx.parent is not None else {}
