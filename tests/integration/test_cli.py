@@ -203,6 +203,7 @@ def test_dead_letters_json_has_reason_bytes_and_coordinates(run: Any, sqlite_url
     assert base64.b64decode(first["data"]) == b"\xff\xfe raw"
     assert "UTF-8" in first["reason"]
     assert first == {
+        "id": f"{STREAM_ARN}|{SHARD}|{KINESIS_BASE + 11}|0",
         "reason": first["reason"],
         "data": first["data"],
         "streamArn": STREAM_ARN,

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tests.cli_runner import cli
 from tests.streams import BASE_TIME, created, encode, process, progress, records, reset
 from user_limits.bootstrap import open_store
-from user_limits.cli import parked_commands, projection_commands
+from user_limits.cli import dead_letter_commands, parked_commands, projection_commands
 from user_limits.operations.parked_review import (
     EXPIRED_REASON,
     DurationError,
@@ -194,7 +194,7 @@ def shared_memory(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if store_url != "memory://":
         return
     shared = open_store(store_url)  # its close() keeps what it holds
-    for module in (parked_commands, projection_commands):
+    for module in (parked_commands, projection_commands, dead_letter_commands):
         monkeypatch.setattr(module, "open_store", lambda url: shared if url == "memory://" else open_store(url))
 
 

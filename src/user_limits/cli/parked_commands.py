@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from user_limits.bootstrap import open_store, store_url
-from user_limits.cli.app import JsonOption, StoreOption, app
+from user_limits.cli.app import JsonOption, StoreOption, app, option_once
 from user_limits.cli.render import console, shown, when
 from user_limits.errors import UserError
 from user_limits.operations.parked_review import (
@@ -93,13 +93,6 @@ def _summary_table(summaries: list[LimitSummary]) -> Table:
     return table
 
 
-def _one(name: str, here: str | None, before: str | None) -> str | None:
-    """An option given before the subcommand or after it (the same value if both)."""
-    if here is not None and before is not None and here != before:
-        raise UserError(f"{name} given twice, with different values ({before!r} and {here!r})")
-    return here if here is not None else before
-
-
 @parked_app.callback(invoke_without_command=True)
 def parked(
     ctx: typer.Context,
@@ -149,8 +142,8 @@ def expire(
 ) -> None:
     """Move the events parked longer than --older-than to dead letters ("parked too long")."""
     before = ctx.parent.params if ctx.parent is not None else {}
-    duration = _one("--older-than", older, before.get("older"))
-    url = _one("--store", store, before.get("store"))
+    duration = option_once("--older-than", older, before.get("older"))
+    url = option_once("--store", store, before.get("store"))
     if duration is None:
         raise UserError("parked expire needs --older-than DURATION (30d, 12h, 90m, 45s)")
     cutoff_ms = now_ms() - parse_duration(duration)

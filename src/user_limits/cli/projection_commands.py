@@ -1,4 +1,4 @@
-"""demo, replay, export, show, dead-letters, stats (parked: see parked_commands)."""
+"""demo, replay, export, show, stats (parked and dead-letters: see their own modules)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from user_limits.cli.parked_commands import age_text, now_ms
 from user_limits.cli.render import (
     console,
     counts_line,
-    dead_letter_json,
     limit_json,
     limits_table,
     replay_bar,
@@ -26,7 +25,6 @@ from user_limits.cli.render import (
 from user_limits.domain.model import export_dict
 from user_limits.errors import UserError
 from user_limits.inputs import Source, check_readable, open_input, parse_records
-from user_limits.operations.archive import is_archive_url
 from user_limits.operations.parked_review import oldest_age_ms
 from user_limits.replay import replay
 from user_limits.stores.base import LimitStore
@@ -142,27 +140,6 @@ def show(
         raise UserError(f"no limits for user {user_id!r}")
     else:
         console().print(limits_table(user_id, limits))
-
-
-@app.command("dead-letters")
-def dead_letters(store: StoreOption = None, json: JsonOption = False) -> None:
-    """Print the records that could not be applied, with their reasons."""
-    target = open_store(store_url(store))
-    letters = target.dead_letters()
-    target.close()
-    if json:
-        _print_json([dead_letter_json(letter) for letter in letters])
-        return
-    out = console()
-    for letter in letters:
-        if letter.sequence_number:
-            where = f"shard {letter.shard_id} seq {letter.sequence_number}"
-        elif letter.partition_key and is_archive_url(letter.partition_key):
-            where = letter.partition_key  # replayed from an archive: the object and offset
-        else:
-            where = "no coordinates"
-        out.print(f"{shown(where)}: {shown(letter.reason)}")
-    out.print(f"{len(letters)} dead letters")
 
 
 @app.command()

@@ -100,6 +100,7 @@ def totals_line(totals: Totals) -> str:
 
 def dead_letter_json(letter: DeadLetter) -> dict[str, object]:
     return {
+        "id": letter.id,  # what `dead-letters redrive --id` takes
         "reason": letter.reason,
         "data": base64.b64encode(letter.data).decode("ascii"),
         "streamArn": letter.stream_arn,

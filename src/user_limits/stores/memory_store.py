@@ -72,6 +72,13 @@ class MemoryStore:
                 waiting.pop(event.position, None)
                 if not waiting:
                     del self._parked[event.key]
+        dead = self._dead
+        for _, _, letter_id in outcome.dead_letters_removed:
+            dead.pop(letter_id, None)
+        for _, letter in outcome.dead_letters_renewed:
+            kept = dead.get(letter.id)
+            if kept is not None:  # in its place: the listing order stays
+                dead[letter.id] = kept._replace(reason=bounded_reason(letter.reason))
         for _, letter in outcome.dead_letters:
             if letter.id not in self._dead:
                 self._dead[letter.id] = letter._replace(reason=bounded_reason(letter.reason))

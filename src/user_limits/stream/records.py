@@ -132,6 +132,13 @@ class Outcome(Generic[S]):
     parked_added: list[tuple[int, ParkedEvent]] = field(default_factory=list)
     parked_removed: list[tuple[int, ParkedEvent]] = field(default_factory=list)
     dead_letters: list[tuple[int, DeadLetter]] = field(default_factory=list)
+    # A redrive (records taken from the dead letters): (record index, entity key or None, dead
+    # letter id) of each record that now decodes, whose dead letter goes in the same commit as
+    # its effect (the key's write; None: the record changes no entity, it was ignored).
+    dead_letters_removed: list[tuple[int, str | None, str]] = field(default_factory=list)
+    # A redrive: the dead letters whose records still fail, each as it would be kept today (same
+    # id, today's reason); a store updates the reason of the one it holds, and adds none.
+    dead_letters_renewed: list[tuple[int, DeadLetter]] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
     # Events applied per key, so a store without one transaction per batch can count exactly
     # what each conditional write commits.

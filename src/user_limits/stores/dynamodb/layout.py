@@ -328,6 +328,11 @@ def dead_letter_sk(letter: DeadLetter) -> str:
     return key_text(letter.id)
 
 
+def dead_letter_key(letter_id: str) -> Item:
+    """The key of the dead letter of that id (:attr:`DeadLetter.id`)."""
+    return item_key(DEAD_LETTERS, key_text(letter_id))
+
+
 def dead_letter_chunk_keys(value: bytes, sk: str) -> list[Item]:
     """The chunk items of a dead letter's packed ``value``; layout 1 named them by its sort key."""
     name = chunk_digest(value) or sk
@@ -335,6 +340,8 @@ def dead_letter_chunk_keys(value: bytes, sk: str) -> list[Item]:
 
 
 _LETTER_TEXTS = ("reason", "sequenceNumber", "partitionKey", "streamArn", "shardId")
+# The attributes that hold a dead letter's texts: each inline, or all packed in ``texts``.
+DEAD_LETTER_TEXTS = (*_LETTER_TEXTS, "texts")
 
 
 def dead_letter_item(letter: DeadLetter, index: int, stored_at: int, data: Packed) -> tuple[Item, Packed | None]:

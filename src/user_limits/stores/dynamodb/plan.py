@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from user_limits.domain.model import UserLimit
 from user_limits.stores.dynamodb.layout import (
+    DEAD_LETTER_TEXTS,
+    DEAD_LETTERS,
     LIMIT,
     OWNER,
     PARKED_INLINE,
@@ -34,6 +36,7 @@ from user_limits.stores.dynamodb.layout import (
     chunk_count,
     dead_letter_chunk_keys,
     dead_letter_item,
+    dead_letter_key,
     dead_letter_sk,
     item_key,
     limit_chunk_keys,
@@ -173,6 +176,7 @@ class Writes:
             removed.setdefault(event.key, []).append(event)
             indexes.setdefault(event.key, []).append(index)
         units: list[Unit] = []
+        by_key: dict[str, Unit] = {}
         for key in {*outcome.states, *added, *removed}:
             if pending is not None and key not in pending:
                 continue
@@ -192,6 +196,8 @@ class Writes:
             if limit is not None:
                 unit.steps[unit.main].applied = outcome.applied_by_key.get(key, 0)
             units.append(unit)
+            by_key[key] = unit
+        units += self._redrive_units(outcome, pending, by_key)
         if pending is None:
             letters = outcome.dead_letters
         else:  # a round for some limits only: the dead letters refused for them
@@ -206,6 +212,58 @@ class Writes:
             units.append(kept[sk])
         units.sort(key=lambda unit: unit.index)
         return units
+
+    def _redrive_units(
+        self, outcome: Outcome[UserLimit], pending: set[str] | None, by_key: Mapping[str, Unit]
+    ) -> list[Unit]:
+        """A redrive's dead letters: each one whose record now has an effect is deleted in the main
+        step of that limit's unit (with the effect, or not at all); the others (ignored, skipped)
+        in a unit of their own; those still failing get today's reason."""
+        units: list[Unit] = []
+        for index, key, letter_id in outcome.dead_letters_removed:
+            delete: Action = {"Delete": {"TableName": self.table, "Key": dead_letter_key(letter_id)}}
+            unit = None if key is None else by_key.get(key)
+            if unit is not None:
+                step = unit.steps[unit.main]
+                step.actions.append(delete)
+                step.items.add(_item_of(delete))
+                step.size += 200
+            elif pending is None or (key is not None and key in pending):
+                # In a round for some limits only, the others' deletions are committed already.
+                units.append(Unit(index, None, [Step([delete], 200)]))
+        if pending is None:
+            for index, letter in outcome.dead_letters_renewed:
+                units.append(self._renewal_unit(index, letter))
+        return units
+
+    def _renewal_unit(self, index: int, letter: DeadLetter) -> Unit:
+        """Today's reason on a kept dead letter: its text attributes set again (packed or not, as
+        :func:`dead_letter_item` keeps them now), its data and place in the listing untouched; only
+        if it is still kept (a concurrent redrive may have taken it)."""
+        item, texts = dead_letter_item(letter, index, 0, pack(b""))
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
+        removes: list[str] = []
+        for n, name in enumerate(DEAD_LETTER_TEXTS):
+            names[f"#t{n}"] = name
+            if name in item:
+                values[f":t{n}"] = item[name]
+                sets.append(f"#t{n} = :t{n}")
+            else:
+                removes.append(f"#t{n}")
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        update: Any = {
+            "TableName": self.table,
+            "Key": item_key(DEAD_LETTERS, dead_letter_sk(letter)),
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_exists(PK)",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        before = [] if texts is None else self._chunk_puts(dead_letter_chunk_keys(texts.value, ""), texts.chunks)
+        size = 600 + sum(len(str(value)) for value in values.values())
+        return Unit(index, None, [*before, Step([{"Update": update}], size)], main=len(before))
 
     def _limit_unit(
         self,

@@ -28,7 +28,7 @@ from user_limits.stores.sql.mapping import (
     row_dead_letter,
     row_limit,
 )
-from user_limits.stores.text import storable
+from user_limits.stores.text import bounded_reason, storable
 from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
 
 # all_limits reads this many limits a query: each limit once, without holding a read open between pages.
@@ -69,6 +69,14 @@ class Statements:
             f"INSERT INTO dead_letters ({DEAD_LETTER_NAMES}) VALUES ({self._marks(DEAD_LETTER_NAMES.count(',') + 1)}) "
             "ON CONFLICT (id) DO NOTHING"
         )
+
+    @property
+    def delete_dead_letter(self) -> str:
+        return f"DELETE FROM dead_letters WHERE id = {self.p}"
+
+    @property
+    def renew_dead_letter(self) -> str:
+        return f"UPDATE dead_letters SET reason = {self.p} WHERE id = {self.p}"
 
     @property
     def select_checkpoint(self) -> str:
@@ -176,6 +184,17 @@ class SqlStore:
             )
         if outcome.parked_removed:
             db.executemany(sql.delete_parked, [(event.key, event.position) for _, event in outcome.parked_removed])
+        # A redrive's dead letters leave, or take today's reason, with the effect of their records.
+        if outcome.dead_letters_removed:
+            db.executemany(sql.delete_dead_letter, [(storable(i),) for _, _, i in outcome.dead_letters_removed])
+        if outcome.dead_letters_renewed:
+            db.executemany(
+                sql.renew_dead_letter,
+                [
+                    (storable(bounded_reason(letter.reason)), storable(letter.id))
+                    for _, letter in outcome.dead_letters_renewed
+                ],
+            )
         if outcome.dead_letters:
             db.executemany(sql.insert_dead_letter, [dead_letter_row(letter) for _, letter in outcome.dead_letters])
         if outcome.checkpoint is not None:
