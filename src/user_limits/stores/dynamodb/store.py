@@ -82,6 +82,7 @@ from user_limits.stores.dynamodb.layout import (
     unpack,
 )
 from user_limits.stores.dynamodb.plan import VERSION, Placement, Step, Stored, Unit, Writes, fit, transactions
+from user_limits.stores.text import unstored
 from user_limits.stream.records import (
     Checkpoint,
     CommitError,
@@ -163,8 +164,11 @@ class _Progress:
 
 
 class DynamoDBStore:
-    def __init__(self, url: str, check_layout: bool = True) -> None:
+    def __init__(self, url: str, check_layout: bool = True, read_only: bool = False) -> None:
+        """``read_only``: opening writes nothing (a table without a layout item is not given one);
+        DynamoDB has no read-only session, the store's role decides what may be written."""
         self.url = url
+        self.read_only = read_only
         self.location = parse_url(url)
         self.table = self.location.table
         self._client = connect(self.location)
@@ -185,6 +189,8 @@ class DynamoDBStore:
         meta = [item_key(META, f"{COUNTERS}{shard}") for shard in range(COUNTER_SHARDS)]
         if self._batch_get([*meta, item_key(META, AS_OF)]):
             return 1
+        if self.read_only:
+            return LAYOUT_VERSION
         # Say so before the first batch writes a counter. A role that may not write (the read API's)
         # leaves it to the projector, which opens the table before it writes anything.
         with contextlib.suppress(ClientError):
@@ -456,6 +462,28 @@ class DynamoDBStore:
             },
         )
 
+    def load_state(self, counters: Mapping[str, int], checkpoints: Sequence[Checkpoint], as_of: int | None) -> None:
+        """The counters in one counter item (the others emptied) and asOf, in one transaction; the
+        items are those the batches write. DynamoDB keeps a counter of any name."""
+        table = self.table
+        first: Item = {**item_key(META, f"{COUNTERS}0")}
+        first.update({name: number_attr(value) for name, value in counters.items()})
+        actions: list[Action] = [{"Put": {"TableName": table, "Item": first}}]
+        actions += [
+            {"Delete": {"TableName": table, "Key": item_key(META, f"{COUNTERS}{shard}")}}
+            for shard in range(1, COUNTER_SHARDS)
+        ]
+        if as_of is None:
+            actions.append({"Delete": {"TableName": table, "Key": item_key(META, AS_OF)}})
+        else:
+            actions.append({"Put": {"TableName": table, "Item": {**item_key(META, AS_OF), "asOf": number_attr(as_of)}}})
+        try:
+            self._client.transact_write_items(TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
+            for checkpoint in checkpoints:
+                self._store_checkpoint(checkpoint)
+        except (ClientError, BotoCoreError) as error:
+            raise StoreError(f"DynamoDB table {table}: {error}") from None
+
     def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
         item = self._get(item_key(CHECKPOINTS, checkpoint_sk(stream, shard_id)))
         if item is None:
@@ -613,6 +641,29 @@ class DynamoDBStore:
     def as_of(self) -> int | None:
         item = self._get(item_key(META, AS_OF))
         return None if item is None else optional_int(item, "asOf")
+
+    def counters(self) -> dict[str, int]:
+        """Every number attribute of the counter items, summed by name."""
+        totals: dict[str, int] = {}
+        for item in self._query(META, COUNTERS):
+            for name, value in item.items():
+                if name not in ("PK", "SK") and "N" in value:
+                    totals[name] = totals.get(name, 0) + int(value["N"])
+        return totals
+
+    def checkpoints(self) -> list[Checkpoint]:
+        found = []
+        for item in self._query(CHECKPOINTS):
+            # The sort key is storable(stream)|storable(shard); a Kinesis stream name has no '|'.
+            stream, bar, shard_id = item["SK"]["S"].partition("|")
+            if not bar:
+                raise StoreError(
+                    f"DynamoDB table {self.table}: a checkpoint's stream and shard are too long to read back "
+                    f"(key {item['SK']['S']})"
+                )
+            sequence_number, sub = item["sequenceNumber"]["S"], int(item["subSequenceNumber"]["N"])
+            found.append(Checkpoint(unstored(stream), unstored(shard_id), sequence_number, sub))
+        return sorted(found)
 
     def ping(self) -> None:
         self._client.describe_table(TableName=self.table)
