@@ -82,7 +82,7 @@ from user_limits.stores.dynamodb.layout import (
     unpack,
 )
 from user_limits.stores.dynamodb.plan import VERSION, Placement, Step, Stored, Unit, Writes, fit, transactions
-from user_limits.stores.text import unstored
+from user_limits.stores.text import storable, unstored
 from user_limits.stream.records import (
     Checkpoint,
     CommitError,
@@ -452,15 +452,15 @@ class DynamoDBStore:
                 raise
 
     def _store_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self._conditional_max(
-            item_key(CHECKPOINTS, checkpoint_sk(checkpoint.stream, checkpoint.shard_id)),
-            "orderKey",
-            text_attr(checkpoint_order(checkpoint)),
-            {
-                "sequenceNumber": text_attr(checkpoint.sequence_number),
-                "subSequenceNumber": number_attr(checkpoint.sub_sequence_number),
-            },
-        )
+        sk = checkpoint_sk(checkpoint.stream, checkpoint.shard_id)
+        extra: Item = {
+            "sequenceNumber": text_attr(checkpoint.sequence_number),
+            "subSequenceNumber": number_attr(checkpoint.sub_sequence_number),
+        }
+        if "|" not in sk:  # a digest: the stream and shard are kept in the item, to be read back
+            extra["streamName"] = text_attr(storable(checkpoint.stream))
+            extra["shardName"] = text_attr(storable(checkpoint.shard_id))
+        self._conditional_max(item_key(CHECKPOINTS, sk), "orderKey", text_attr(checkpoint_order(checkpoint)), extra)
 
     def load_state(self, counters: Mapping[str, int], checkpoints: Sequence[Checkpoint], as_of: int | None) -> None:
         """The counters in one counter item (the others emptied) and asOf, in one transaction; the
@@ -643,8 +643,8 @@ class DynamoDBStore:
         return None if item is None else optional_int(item, "asOf")
 
     def counters(self) -> dict[str, int]:
-        """Every number attribute of the counter items, summed by name."""
-        totals: dict[str, int] = {}
+        """Every number attribute of the counter items, summed by name (those stats reads, 0 if none)."""
+        totals = dict.fromkeys(("applied", "skipped", "ignored"), 0)
         for item in self._query(META, COUNTERS):
             for name, value in item.items():
                 if name not in ("PK", "SK") and "N" in value:
@@ -654,9 +654,12 @@ class DynamoDBStore:
     def checkpoints(self) -> list[Checkpoint]:
         found = []
         for item in self._query(CHECKPOINTS):
-            # The sort key is storable(stream)|storable(shard); a Kinesis stream name has no '|'.
+            # The sort key is storable(stream)|storable(shard) (a Kinesis stream name has no '|'),
+            # or a digest of it, and then the item holds them.
             stream, bar, shard_id = item["SK"]["S"].partition("|")
-            if not bar:
+            if "streamName" in item and "shardName" in item:
+                stream, shard_id = item["streamName"]["S"], item["shardName"]["S"]
+            elif not bar:
                 raise StoreError(
                     f"DynamoDB table {self.table}: a checkpoint's stream and shard are too long to read back "
                     f"(key {item['SK']['S']})"
