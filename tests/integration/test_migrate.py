@@ -33,6 +33,7 @@ from user_limits.testing.synthetic import generate
 KINDS = ("sqlite", "postgres", "dynamodb")
 COMMANDS = (("export",), ("parked", "--json"), ("dead-letters", "--json"), ("stats", "--json"))
 SYNTHETIC_SHARD = "shardId-000000000001"
+WHEN_WRITTEN = ("v", "storedAt", "batchIndex")
 
 
 @pytest.fixture
