@@ -97,3 +97,18 @@ def test_read_only_postgres_refuses_writes(postgres_store_url: str) -> None:
     finally:
         reader.close()
     assert open_store(postgres_store_url).counters()["applied"] == 0
+
+
+@pytest.mark.servers
+def test_read_only_dynamodb_opens_without_writing(dynamodb_store_url: str) -> None:
+    from user_limits.stores.dynamodb.layout import LAYOUT, META, item_key
+    from user_limits.stores.dynamodb.store import DynamoDBStore
+
+    writer = DynamoDBStore(dynamodb_store_url)
+    table, client = writer.table, writer._client
+    client.delete_item(TableName=table, Key=item_key(META, LAYOUT))  # as a table made without init
+    DynamoDBStore(dynamodb_store_url, read_only=True).close()
+    assert "Item" not in client.get_item(TableName=table, Key=item_key(META, LAYOUT), ConsistentRead=True)
+    DynamoDBStore(dynamodb_store_url).close()
+    assert "Item" in client.get_item(TableName=table, Key=item_key(META, LAYOUT), ConsistentRead=True)
+    writer.close()

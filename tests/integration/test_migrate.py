@@ -26,7 +26,7 @@ from tests.streams import STREAM_ARN, created, encode, process, progress, record
 from user_limits.bootstrap import open_store
 from user_limits.domain.model import UserLimit
 from user_limits.operations.migrate import migrate
-from user_limits.stores.base import LimitStore
+from user_limits.stores.base import LimitStore, StoreError
 from user_limits.stream.records import Checkpoint, Outcome, Snapshot, StreamRecord
 from user_limits.testing.synthetic import generate
 
@@ -232,6 +232,31 @@ def test_force_completes_a_copy_cut_short(
 
     assert done.code == 0, done.err
     assert state(run, target) == state(run, source)
+
+
+class _CountingMore:
+    """A source that keeps a counter this version's SQL schema has no column for."""
+
+    def __init__(self, store: LimitStore) -> None:
+        self._store = store
+
+    def counters(self) -> dict[str, int]:
+        return {**self._store.counters(), "unheard_of": 4}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_a_counter_the_target_cannot_keep_is_refused_before_anything_is_copied(tmp_path: Path) -> None:
+    source, target = f"sqlite:///{tmp_path}/source.db", f"sqlite:///{tmp_path}/target.db"
+    store = open_store(source)
+    process(store, [record(created("L1", 1))])
+    writer = open_store(target)
+    with pytest.raises(StoreError, match="keeps no counter unheard_of"):
+        migrate(_CountingMore(store), writer)  # type: ignore[arg-type]
+    assert list(writer.all_limits()) == []
+    store.close()
+    writer.close()
 
 
 def test_force_keeps_a_newer_limit_of_the_target(tmp_path: Path, run: Callable[..., Run]) -> None:

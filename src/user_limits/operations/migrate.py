@@ -11,8 +11,10 @@ What is copied, in this order:
 - last, the stream bookkeeping: the counters (by name, whatever counters the store keeps), every
   checkpoint and ``asOf`` (:meth:`~user_limits.stores.base.LimitStore.load_state`).
 
-The source is only read. A copy cut short leaves the target holding part of the source and no
-counters; the same command with ``force`` then completes it (what is there already is kept once).
+The source is only read. The target's counters are set to 0 first (which also refuses a counter
+it cannot keep before anything is copied), so a copy cut short leaves it holding part of the
+source and no counts; the same command with ``--force`` then completes it (what is there already
+is kept once).
 """
 
 from __future__ import annotations
@@ -67,6 +69,10 @@ def migrate(
 ) -> MigrateCounts:
     """Copy everything ``source`` holds into ``target``; ``target`` None: a dry run, count only."""
     counts = MigrateCounts()
+    if target is not None:
+        # First the counters at 0 under the source's names: a name the target cannot keep is refused
+        # before anything is copied, and a copy cut short shows no counts.
+        target.load_state(dict.fromkeys(source.counters(), 0), [], None)
 
     def report(phase: str, done: int, total: int | None) -> None:
         if advanced is not None:
@@ -119,8 +125,9 @@ def _loaded(
             held = snapshot.states.get(key)
             if held is None or held.last_sequence_number < limit.last_sequence_number:
                 outcome.states[key] = limit
+        waiting = {(event.key, event.position) for events in snapshot.parked.values() for event in events}
         for index, event in enumerate(parked, start=len(limits)):
-            if all(waiting.position != event.position for waiting in snapshot.parked.get(event.key, ())):
+            if (event.key, event.position) not in waiting:
                 touch(event.key, index)
                 outcome.parked_added.append((index, event))
         start = len(limits) + len(parked)
