@@ -81,7 +81,7 @@ def messy_stream(sample: list[dict[str, Any]]) -> list[tuple[list[StreamRecord],
     last = sample_records[-1]
     assert last.sequence_number is not None and last.shard_id is not None
     batches.append((sample_records, Checkpoint(STREAM_ARN, last.shard_id, last.sequence_number)))
-    synthetic = generate(600, users=25, seed=3, duplicate_rate=0.05, orphan_rate=0.03, poison_rate=0.02)
+    synthetic = generate(400, users=20, seed=3, duplicate_rate=0.05, orphan_rate=0.03, poison_rate=0.02)
     stream = [
         StreamRecord(
             item.data, str(10**40 + n), None, item.partition_key, 1_700_000_000_000 + n, STREAM_ARN, SYNTHETIC_SHARD
@@ -318,3 +318,19 @@ def test_the_source_file_is_not_written(tmp_path: Path, run: Callable[..., Run])
     before = source.read_bytes()
     assert run("migrate", "--from", f"sqlite:///{source}", "--to", f"sqlite:///{tmp_path}/t.db").code == 0
     assert source.read_bytes() == before
+
+
+def test_a_terminal_shows_a_progress_bar(
+    tmp_path: Path, run: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, shared_sample: list[dict[str, Any]]
+) -> None:
+    import sys
+
+    source = f"sqlite:///{tmp_path}/source.db"
+    feed(source, shared_sample)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+
+    done = run("migrate", "--from", source, "--to", f"sqlite:///{tmp_path}/target.db", "--batch-size", "5")
+
+    assert done.code == 0
+    assert "copying limits: " in done.err and "copying dead letters" in done.err
+    assert done.out.startswith("copied ")

@@ -65,7 +65,8 @@ def _with_progress(source: LimitStore, target: LimitStore | None, batch_size: in
         tasks = {phase: bar.add_task(f"{verb} {phase}", total=None) for phase in PHASES}
 
         def advanced(phase: str, done: int, total: int | None) -> None:
-            bar.update(tasks[phase], completed=done, total=total)
+            # The number of limits is known only at the end: the count shows how far it got.
+            bar.update(tasks[phase], completed=done, total=total, description=f"{verb} {phase}: {done}")
 
         reporting: Advanced = advanced
         return migrate(source, target, batch_size, reporting)
