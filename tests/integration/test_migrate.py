@@ -281,7 +281,29 @@ def test_dry_run_counts_and_writes_nothing(
 
     assert done.code == 0, done.err
     assert done.out.startswith(f"dry run, nothing written: would copy {limits} limits")
+    assert "the --to store cannot be read as it is" in done.out and "no such file" in done.out
     assert not (tmp_path / "target.db").exists()
+
+
+def test_dry_run_refuses_a_target_that_is_not_empty_and_writes_nothing(tmp_path: Path, run: Callable[..., Run]) -> None:
+    source, target = f"sqlite:///{tmp_path}/source.db", f"sqlite:///{tmp_path}/target.db"
+    for url, limit in ((source, "L1"), (target, "L2")):
+        store = open_store(url)
+        process(store, [record(created(limit, 1))])
+        store.close()
+    empty = f"sqlite:///{tmp_path}/empty.db"
+    open_store(empty).close()
+    before = run("export", "--store", target).out
+
+    refused = run("migrate", "--from", source, "--to", target, "--dry-run")
+    forced = run("migrate", "--from", source, "--to", target, "--dry-run", "--force")
+    into_empty = run("migrate", "--from", source, "--to", empty, "--dry-run")
+
+    assert refused.code == 2 and "not empty" in refused.err
+    assert forced.code == 0 and "not empty: --force copies into it" in forced.out
+    assert into_empty.code == 0 and "the --to store is empty" in into_empty.out
+    assert run("export", "--store", target).out == before
+    assert json.loads(run("export", "--store", empty).out) == []
 
 
 @pytest.mark.parametrize(

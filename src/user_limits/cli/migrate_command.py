@@ -27,7 +27,9 @@ def migrate_command(
     ],
     force: Annotated[bool, typer.Option("--force", help="Copy into a store that is not empty.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows written per batch.")] = 1000,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Read the source and count; write nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read the source and count, look at the target; write nothing.")
+    ] = False,
 ) -> None:
     """Copy limits, parked events, dead letters, counters, checkpoints and asOf into another store."""
     for option, url in (("--from", from_url), ("--to", to_url)):
@@ -39,22 +41,45 @@ def migrate_command(
     source = open_store(from_url, read_only=True)
     try:
         if dry_run:
+            target_note = _dry_run_target(to_url, force)
             counts = _with_progress(source, None, batch_size)
         else:
             initialize(to_url)
             target = open_store(to_url)
             try:
                 if not force and holds_anything(target):
-                    raise StoreError(
-                        "the --to store is not empty: migrate copies into an empty store "
-                        "(--force copies into this one: a limit only over an older one, the counters replaced)"
-                    )
+                    raise StoreError(_NOT_EMPTY)
                 counts = _with_progress(source, target, batch_size)
             finally:
                 target.close()
     finally:
         source.close()
     console().print(_summary(counts, dry_run))
+    if dry_run:
+        console().print(target_note)
+
+
+_NOT_EMPTY = (
+    "the --to store is not empty: migrate copies into an empty store "
+    "(--force copies into this one: a limit only over an older one, the counters replaced)"
+)
+
+
+def _dry_run_target(url: str, force: bool) -> str:
+    """What a dry run says of the target, read without writing; a target that holds something is
+    refused as the copy would refuse it."""
+    try:
+        target = open_store(url, read_only=True)
+    except StoreError as error:
+        return f"the --to store cannot be read as it is ({error}): the copy initialises it first"
+    try:
+        if not holds_anything(target):
+            return "the --to store is empty"
+        if not force:
+            raise StoreError(_NOT_EMPTY)
+        return "the --to store is not empty: --force copies into it"
+    finally:
+        target.close()
 
 
 def _with_progress(source: LimitStore, target: LimitStore | None, batch_size: int) -> MigrateCounts:
