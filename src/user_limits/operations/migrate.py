@@ -49,16 +49,11 @@ class MigrateCounts:
 
 def holds_anything(store: LimitStore) -> bool:
     """Whether the store holds a limit, a parked event, a dead letter, a counter, a checkpoint or asOf."""
-    if next(iter(store.all_limits()), None) is not None:
+    # The cheap reads first: a store that ever applied a batch has a counter or asOf.
+    if store.as_of() is not None or any(store.counters().values()) or store.checkpoints():
         return True
     held = store.stats()
-    return bool(
-        held.parked
-        or held.dead_lettered
-        or any(store.counters().values())
-        or store.checkpoints()
-        or store.as_of() is not None
-    )
+    return bool(held.parked or held.dead_lettered or next(iter(store.all_limits()), None) is not None)
 
 
 def migrate(
