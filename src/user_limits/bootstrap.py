@@ -38,7 +38,9 @@ class StoreModule(Protocol):
     # the network (the API reads in its thread pool).
     READS_IN_PROCESS: bool
 
-    def open_store(self, url: str) -> LimitStore: ...
+    def open_store(self, url: str, *, read_only: bool = False) -> LimitStore:
+        """``read_only``: open it without writing anything, where the store allows refuse writes too."""
+        ...
 
     def initialize(self, url: str) -> str:
         """Create what the store needs (schema, migrations, table); returns what was done, for the user."""
@@ -76,8 +78,8 @@ def store_module(url: str) -> StoreModule:
     return cast(StoreModule, importlib.import_module(name))
 
 
-def open_store(url: str) -> LimitStore:
-    return store_module(url).open_store(url)
+def open_store(url: str, *, read_only: bool = False) -> LimitStore:
+    return store_module(url).open_store(url, read_only=read_only)
 
 
 def initialize(url: str) -> str:

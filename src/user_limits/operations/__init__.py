@@ -4,6 +4,7 @@
 - ``snapshots``: write a snapshot of the read model and import one, to start mid-stream;
 - ``recover`` (with ``invocation_record``): re-apply the batches Lambda sent to its on-failure destination;
 - ``parked_review``: the parked events per limit, and expiring those parked too long;
+- ``migrate``: everything a store holds, copied into another store of any kind;
 - ``cfn_template``: event source mapping settings read from a SAM or CloudFormation template.
 """
 

@@ -1,14 +1,16 @@
 """The store interface every backend implements (memory, SQLite, PostgreSQL, DynamoDB).
 
 Write side: :meth:`apply_batch` (one read of every limit a batch touches, one commit of the
-outcome, conditional on the stored sequence number). Read side: what the CLI and the read API need.
+outcome, conditional on the stored sequence number), and :meth:`load_state` for ``migrate``, which
+writes the stream bookkeeping that no batch sets outright. Read side: what the CLI and the read API
+need, and what ``migrate`` copies (:meth:`counters`, :meth:`checkpoints`).
 Filtering, sorting and pagination of one user's limits happen above the store, over
 :meth:`user_limits` (one indexed read), so every backend serves the API the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -57,6 +59,13 @@ class LimitStore(Protocol):
 
     def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None: ...
 
+    def load_state(self, counters: Mapping[str, int], checkpoints: Sequence[Checkpoint], as_of: int | None) -> None:
+        """Set the counters (by name; those not given to 0) and ``asOf`` to these, and store each
+        checkpoint unless a later one is stored: a copy of another store's bookkeeping (``migrate``).
+        A counter name a store cannot keep (a SQL store has a column per counter) is a StoreError,
+        and nothing is written."""
+        ...
+
     # -- read side
     def user_limits(self, user_id: str) -> list[UserLimit]: ...
 
@@ -76,6 +85,15 @@ class LimitStore(Protocol):
 
     def as_of(self) -> int | None:
         """The newest event time (envelope createdAt, epoch ms) the store has applied."""
+        ...
+
+    def counters(self) -> dict[str, int]:
+        """Every counter the store keeps (applied, skipped, ignored, ...) by name: what it counted,
+        not what it holds (parked and dead-lettered are counted from the rows)."""
+        ...
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every stored checkpoint, sorted by stream and shard."""
         ...
 
     def ping(self) -> None:

@@ -17,5 +17,6 @@ __all__ = ["READS_IN_PROCESS", "DynamoDBStore", "initialize", "open_store", "par
 READS_IN_PROCESS = False
 
 
-def open_store(url: str) -> LimitStore:
-    return DynamoDBStore(url)
+def open_store(url: str, *, read_only: bool = False) -> LimitStore:
+    """``read_only``: opening writes nothing (DynamoDB has no read-only session: the role decides)."""
+    return DynamoDBStore(url, read_only=read_only)

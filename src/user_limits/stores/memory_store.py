@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from user_limits.domain.model import UserLimit
-from user_limits.stores.base import LimitStore, Totals
+from user_limits.stores.base import LimitStore, StoreError, Totals
 from user_limits.stores.text import bounded_reason
 from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
 
@@ -14,7 +15,13 @@ from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, 
 READS_IN_PROCESS = True
 
 
-def open_store(url: str) -> LimitStore:
+# Counts fields that are what a store holds now, not what it counted.
+_HELD = frozenset({"parked", "dead_lettered"})
+COUNTERS = tuple(field.name for field in dataclasses.fields(Counts) if field.name not in _HELD)
+
+
+def open_store(url: str, *, read_only: bool = False) -> LimitStore:
+    """``read_only`` changes nothing: a new memory store is empty and nothing else sees it."""
     return MemoryStore(url)
 
 
@@ -90,6 +97,19 @@ class MemoryStore:
     def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
         return self._checkpoints.get((stream, shard_id))
 
+    def load_state(self, counters: Mapping[str, int], checkpoints: Sequence[Checkpoint], as_of: int | None) -> None:
+        unknown = sorted(set(counters) - set(COUNTERS))
+        if unknown:
+            raise StoreError(f"{self.url}: keeps no counter {', '.join(unknown)}")
+        with self._lock:
+            for name in COUNTERS:
+                setattr(self._counts, name, counters.get(name, 0))
+            self._as_of = as_of
+            for checkpoint in checkpoints:
+                stored = self._checkpoints.get((checkpoint.stream, checkpoint.shard_id))
+                if stored is None or stored.order() < checkpoint.order():
+                    self._checkpoints[(checkpoint.stream, checkpoint.shard_id)] = checkpoint
+
     def user_limits(self, user_id: str) -> list[UserLimit]:
         return [self._limits[key] for key in sorted(self._by_user.get(user_id, ()))]
 
@@ -116,6 +136,12 @@ class MemoryStore:
 
     def as_of(self) -> int | None:
         return self._as_of
+
+    def counters(self) -> dict[str, int]:
+        return {name: getattr(self._counts, name) for name in COUNTERS}
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return [self._checkpoints[key] for key in sorted(self._checkpoints)]
 
     def ping(self) -> None:
         return None

@@ -24,5 +24,6 @@ __all__ = [
 READS_IN_PROCESS = False
 
 
-def open_store(url: str) -> LimitStore:
-    return PostgresStore(url)
+def open_store(url: str, *, read_only: bool = False) -> LimitStore:
+    """``read_only``: every transaction of its sessions is read-only (``default_transaction_read_only``)."""
+    return PostgresStore(url, read_only=read_only)

@@ -15,8 +15,9 @@ __all__ = ["READS_IN_PROCESS", "SCHEMA_VERSION", "SQLiteStore", "initialize", "o
 READS_IN_PROCESS = True
 
 
-def open_store(url: str) -> LimitStore:
-    return SQLiteStore(url)
+def open_store(url: str, *, read_only: bool = False) -> LimitStore:
+    """``read_only``: an existing file, opened so that nothing can write to it."""
+    return SQLiteStore(url, read_only=read_only)
 
 
 def initialize(url: str) -> str:

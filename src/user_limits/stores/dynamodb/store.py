@@ -82,6 +82,7 @@ from user_limits.stores.dynamodb.layout import (
     unpack,
 )
 from user_limits.stores.dynamodb.plan import VERSION, Placement, Step, Stored, Unit, Writes, fit, transactions
+from user_limits.stores.text import storable, unstored
 from user_limits.stream.records import (
     Checkpoint,
     CommitError,
@@ -163,8 +164,11 @@ class _Committed:
 
 
 class DynamoDBStore:
-    def __init__(self, url: str, check_layout: bool = True) -> None:
+    def __init__(self, url: str, check_layout: bool = True, read_only: bool = False) -> None:
+        """``read_only``: opening writes nothing (a table without a layout item is not given one);
+        DynamoDB has no read-only session, the store's role decides what may be written."""
         self.url = url
+        self.read_only = read_only
         self.location = parse_url(url)
         self.table = self.location.table
         self._client = connect(self.location)
@@ -185,6 +189,8 @@ class DynamoDBStore:
         meta = [item_key(META, f"{COUNTERS}{shard}") for shard in range(COUNTER_SHARDS)]
         if self._batch_get([*meta, item_key(META, AS_OF)]):
             return 1
+        if self.read_only:
+            return LAYOUT_VERSION
         # Say so before the first batch writes a counter. A role that may not write (the read API's)
         # leaves it to the projector, which opens the table before it writes anything.
         with contextlib.suppress(ClientError):
@@ -446,15 +452,37 @@ class DynamoDBStore:
                 raise
 
     def _store_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self._conditional_max(
-            item_key(CHECKPOINTS, checkpoint_sk(checkpoint.stream, checkpoint.shard_id)),
-            "orderKey",
-            text_attr(checkpoint_order(checkpoint)),
-            {
-                "sequenceNumber": text_attr(checkpoint.sequence_number),
-                "subSequenceNumber": number_attr(checkpoint.sub_sequence_number),
-            },
-        )
+        sk = checkpoint_sk(checkpoint.stream, checkpoint.shard_id)
+        extra: Item = {
+            "sequenceNumber": text_attr(checkpoint.sequence_number),
+            "subSequenceNumber": number_attr(checkpoint.sub_sequence_number),
+        }
+        if "|" not in sk:  # a digest: the stream and shard are kept in the item, to be read back
+            extra["streamName"] = text_attr(storable(checkpoint.stream))
+            extra["shardName"] = text_attr(storable(checkpoint.shard_id))
+        self._conditional_max(item_key(CHECKPOINTS, sk), "orderKey", text_attr(checkpoint_order(checkpoint)), extra)
+
+    def load_state(self, counters: Mapping[str, int], checkpoints: Sequence[Checkpoint], as_of: int | None) -> None:
+        """The counters in one counter item (the others emptied) and asOf, in one transaction; the
+        items are those the batches write. DynamoDB keeps a counter of any name."""
+        table = self.table
+        first: Item = {**item_key(META, f"{COUNTERS}0")}
+        first.update({name: number_attr(value) for name, value in counters.items()})
+        actions: list[Action] = [{"Put": {"TableName": table, "Item": first}}]
+        actions += [
+            {"Delete": {"TableName": table, "Key": item_key(META, f"{COUNTERS}{shard}")}}
+            for shard in range(1, COUNTER_SHARDS)
+        ]
+        if as_of is None:
+            actions.append({"Delete": {"TableName": table, "Key": item_key(META, AS_OF)}})
+        else:
+            actions.append({"Put": {"TableName": table, "Item": {**item_key(META, AS_OF), "asOf": number_attr(as_of)}}})
+        try:
+            self._client.transact_write_items(TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
+            for checkpoint in checkpoints:
+                self._store_checkpoint(checkpoint)
+        except (ClientError, BotoCoreError) as error:
+            raise StoreError(f"DynamoDB table {table}: {error}") from None
 
     def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
         item = self._get(item_key(CHECKPOINTS, checkpoint_sk(stream, shard_id)))
@@ -613,6 +641,32 @@ class DynamoDBStore:
     def as_of(self) -> int | None:
         item = self._get(item_key(META, AS_OF))
         return None if item is None else optional_int(item, "asOf")
+
+    def counters(self) -> dict[str, int]:
+        """Every number attribute of the counter items, summed by name (those stats reads, 0 if none)."""
+        totals = dict.fromkeys(("applied", "skipped", "ignored"), 0)
+        for item in self._query(META, COUNTERS):
+            for name, value in item.items():
+                if name not in ("PK", "SK") and "N" in value:
+                    totals[name] = totals.get(name, 0) + int(value["N"])
+        return totals
+
+    def checkpoints(self) -> list[Checkpoint]:
+        found = []
+        for item in self._query(CHECKPOINTS):
+            # The sort key is storable(stream)|storable(shard) (a Kinesis stream name has no '|'),
+            # or a digest of it, and then the item holds them.
+            stream, bar, shard_id = item["SK"]["S"].partition("|")
+            if "streamName" in item and "shardName" in item:
+                stream, shard_id = item["streamName"]["S"], item["shardName"]["S"]
+            elif not bar:
+                raise StoreError(
+                    f"DynamoDB table {self.table}: a checkpoint's stream and shard are too long to read back "
+                    f"(key {item['SK']['S']})"
+                )
+            sequence_number, sub = item["sequenceNumber"]["S"], int(item["subSequenceNumber"]["N"])
+            found.append(Checkpoint(unstored(stream), unstored(shard_id), sequence_number, sub))
+        return sorted(found)
 
     def ping(self) -> None:
         self._client.describe_table(TableName=self.table)

@@ -14,7 +14,7 @@ ignored and ``as_of``, the newest event time applied.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from user_limits.stores.sql.mapping import (
     row_dead_letter,
     row_limit,
 )
-from user_limits.stores.text import bounded_reason, storable
+from user_limits.stores.text import bounded_reason, storable, unstored
 from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
 
 # all_limits reads this many limits a query: each limit once, without holding a read open between pages.
@@ -110,6 +110,11 @@ STATS = (
     "(SELECT count(*) FROM dead_letters) FROM counters"
 )
 AS_OF = "SELECT as_of FROM counters"
+CHECKPOINTS = "SELECT stream, shard_id, sequence_number, sub_sequence_number FROM checkpoints"
+COUNTERS = "SELECT * FROM counters"
+# The columns of the counters row that are not counters: every other one is (a migration that
+# adds a counter adds a column, and migrate copies it by name).
+_NOT_COUNTERS = frozenset({"singleton", "as_of"})
 
 
 def snapshot_of(limit_rows: Iterable[Sequence[Any]], parked_rows: Iterable[Sequence[Any]]) -> Snapshot[UserLimit]:
@@ -165,6 +170,10 @@ class SqlStore:
     def _sequence_text(self, value: Any) -> str:
         return str(value)
 
+    def _transaction(self, write: Callable[[Executor], None]) -> None:
+        """Run ``write`` in one transaction of the dialect; a driver error becomes a StoreError."""
+        raise NotImplementedError
+
     # -- errors
 
     def _failed(self, error: Exception) -> StoreError:
@@ -210,6 +219,22 @@ class SqlStore:
         sequence_number, sub_sequence_number = rows[0]
         return Checkpoint(stream, shard_id, self._sequence_text(sequence_number), sub_sequence_number)
 
+    def load_state(self, counters: Mapping[str, int], checkpoints: Sequence[Checkpoint], as_of: int | None) -> None:
+        names = [name for name in self._counter_row() if name not in _NOT_COUNTERS]
+        unknown = sorted(set(counters) - set(names))
+        if unknown:
+            raise StoreError(f"{self.kind} store {self._where()} keeps no counter {', '.join(unknown)}")
+        # The names are this store's own columns.
+        update = "UPDATE counters SET " + ", ".join(f"{name} = {self.sql.p}" for name in [*names, "as_of"])
+        values = (*(counters.get(name, 0) for name in names), as_of)
+
+        def write(db: Executor) -> None:
+            db.execute(update, values)
+            for checkpoint in checkpoints:
+                self._store_checkpoint(db, checkpoint)
+
+        self._transaction(write)
+
     # -- read side
 
     def user_limits(self, user_id: str) -> list[UserLimit]:
@@ -243,6 +268,25 @@ class SqlStore:
     def as_of(self) -> int | None:
         ((as_of,),) = self._query(AS_OF)
         return None if as_of is None else int(as_of)
+
+    def _counter_row(self) -> dict[str, Any]:
+        """The counters row by column name."""
+        try:
+            cursor = self._connection().execute(COUNTERS)
+            row = cursor.fetchone()
+            names = [column[0] for column in cursor.description]
+        except self.driver_errors as error:
+            raise self._failed(error) from error
+        return dict(zip(names, row, strict=True))
+
+    def counters(self) -> dict[str, int]:
+        return {name: int(value) for name, value in self._counter_row().items() if name not in _NOT_COUNTERS}
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return sorted(
+            Checkpoint(unstored(stream), unstored(shard_id), self._sequence_text(sequence_number), sub_sequence_number)
+            for stream, shard_id, sequence_number, sub_sequence_number in self._query(CHECKPOINTS)
+        )
 
     def ping(self) -> None:
         self._query("SELECT 1")

@@ -114,13 +114,16 @@ def _password(url: str) -> str | None:
     return None if password is None else str(password)
 
 
-def _connect(url: str) -> psycopg.Connection[tuple[Any, ...]]:
+def _connect(url: str, read_only: bool = False) -> psycopg.Connection[tuple[Any, ...]]:
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error as error:
         raise StoreError(f"bad PostgreSQL store URL {masked(url)}: {_one_line(error, url)}") from None
     params.setdefault("connect_timeout", _CONNECT_TIMEOUT_S)
     params.setdefault("application_name", "user-limits")
+    if read_only:
+        # The server refuses any write of the session, whatever the role may do.
+        params["options"] = f"{params.get('options') or ''} -c default_transaction_read_only=on".strip()
     try:
         connection = psycopg.connect(make_conninfo("", **params), autocommit=True)
     except psycopg.Error as error:
@@ -215,8 +218,9 @@ class PostgresStore(SqlStore):
     sql = _SQL
     driver_errors = (psycopg.Error,)
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, read_only: bool = False) -> None:
         self.url = url
+        self.read_only = read_only
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[psycopg.Connection[tuple[Any, ...]]] = []
@@ -240,7 +244,7 @@ class PostgresStore(SqlStore):
             self._connections = []
         connection: psycopg.Connection[tuple[Any, ...]] | None = getattr(self._local, "connection", None)
         if connection is None or connection.closed:
-            connection = _connect(self.url)
+            connection = _connect(self.url, self.read_only)
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
@@ -279,6 +283,14 @@ class PostgresStore(SqlStore):
         except psycopg.Error as error:  # rolled back by the transaction block
             raise self._failed(error) from error
         return outcome
+
+    def _transaction(self, write: Callable[[Executor], None]) -> None:
+        db = self._connection()
+        try:
+            with db.transaction(), db.pipeline(), db.cursor() as cursor:
+                write(cursor)
+        except psycopg.Error as error:  # rolled back by the transaction block
+            raise self._failed(error) from error
 
     def _snapshot(self, db: psycopg.Connection[tuple[Any, ...]], keys: list[str]) -> Snapshot[UserLimit]:
         if not keys:

@@ -163,18 +163,28 @@ class SQLiteStore(SqlStore):
     sql = _SQL
     driver_errors = (sqlite3.Error,)
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, read_only: bool = False) -> None:
+        """``read_only``: the file must exist at this schema version; it is neither created nor
+        migrated, and the connection refuses writes (``mode=ro``)."""
         self.url = url
         self.path = sqlite_path(url)
+        self.read_only = read_only
         self._local = threading.local()
         parent = Path(self.path).parent
         if not parent.is_dir():
             raise StoreError(f"cannot open SQLite store {self.path}: folder {parent} does not exist")
+        if read_only and not Path(self.path).is_file():
+            raise StoreError(f"cannot open SQLite store {self.path}: no such file")
         connection = self._connection()
         try:
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(f"SQLite store {self.path} has schema {version}, newer than this version")
+            if version < SCHEMA_VERSION and read_only:
+                raise StoreError(
+                    f"SQLite store {self.path} has schema {version}, older than this version ({SCHEMA_VERSION}): "
+                    f"run `user-limits init --store {url}` to migrate it first"
+                )
             if version < SCHEMA_VERSION:
                 migrate(connection, self.path)
         except sqlite3.DatabaseError as error:
@@ -184,6 +194,16 @@ class SQLiteStore(SqlStore):
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
             try:
+                if self.read_only:
+                    connection = sqlite3.connect(
+                        Path(self.path).resolve().as_uri() + "?mode=ro",
+                        uri=True,
+                        isolation_level=None,
+                        check_same_thread=False,
+                        timeout=30,
+                    )
+                    self._local.connection = connection
+                    return connection
                 connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
                 connection.execute("PRAGMA journal_mode = WAL")
                 # WAL with NORMAL survives a process crash; a power loss may lose the last batches
@@ -216,6 +236,20 @@ class SQLiteStore(SqlStore):
         except sqlite3.Error as error:
             raise self._failed(error) from error
         return outcome
+
+    def _transaction(self, write: Callable[[Executor], None]) -> None:
+        db = self._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                write(db)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            raise self._failed(error) from error
 
     def _snapshot(self, db: sqlite3.Connection, keys: Mapping[str, str]) -> Snapshot[UserLimit]:
         if not keys:
