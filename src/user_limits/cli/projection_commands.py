@@ -166,7 +166,7 @@ def dead_letters(store: StoreOption = None, json: JsonOption = False) -> None:
 
 @app.command()
 def stats(store: StoreOption = None, json: JsonOption = False) -> None:
-    """Print the counters: applied, skipped, ignored, parked (waiting now), deadLettered."""
+    """Print the counters: applied, skipped, ignored, parked (waiting now), deadLettered, drifted."""
     target = open_store(store_url(store))
     try:
         counts = target.stats()
@@ -179,6 +179,6 @@ def stats(store: StoreOption = None, json: JsonOption = False) -> None:
         _print_json({**counts.as_json(), "parkedOldestAgeMs": oldest})
         return
     out = console()
-    out.print(counts_line(counts))
+    out.print(f"{counts_line(counts)}, drifted {counts.drifted}")
     if oldest is not None:
         out.print(f"oldest parked event: {age_text(oldest)} old")

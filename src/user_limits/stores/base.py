@@ -39,12 +39,16 @@ class LimitStore(Protocol):
         """Every limit, sorted by userLimitId."""
         ...
 
+    def drifted_limits(self) -> list[UserLimit]:
+        """The limits that keep a last drift (``drift_sequence_number`` set), sorted by userLimitId."""
+        ...
+
     def parked_events(self) -> list[ParkedEvent]: ...
 
     def dead_letters(self) -> list[DeadLetter]: ...
 
     def stats(self) -> Counts:
-        """applied, skipped and ignored as counted; parked and deadLettered as held now."""
+        """applied, skipped, ignored and drifted as counted; parked and deadLettered as held now."""
         ...
 
     def as_of(self) -> int | None:

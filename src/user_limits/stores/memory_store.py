@@ -79,6 +79,7 @@ class MemoryStore:
         self._counts.applied += counts.applied
         self._counts.skipped += counts.skipped
         self._counts.ignored += counts.ignored
+        self._counts.drifted += counts.drifted
 
     def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
         return self._checkpoints.get((stream, shard_id))
@@ -93,6 +94,9 @@ class MemoryStore:
     def all_limits(self) -> Iterator[UserLimit]:
         return iter([self._limits[key] for key in sorted(self._limits)])
 
+    def drifted_limits(self) -> list[UserLimit]:
+        return [limit for limit in self.all_limits() if limit.drift_sequence_number is not None]
+
     def parked_events(self) -> list[ParkedEvent]:
         return sorted(
             (event for waiting in self._parked.values() for event in waiting.values()),
@@ -104,6 +108,7 @@ class MemoryStore:
 
     def stats(self) -> Counts:
         counts = Counts(self._counts.applied, self._counts.skipped, self._counts.ignored)
+        counts.drifted = self._counts.drifted
         counts.parked = sum(len(waiting) for waiting in self._parked.values())
         counts.dead_lettered = len(self._dead)
         return counts
