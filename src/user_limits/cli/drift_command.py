@@ -73,6 +73,8 @@ def drift(store: StoreOption = None, json: JsonOption = False) -> None:
         sys.stdout.write(out.decode() + "\n")
         return
     out_console = console()
+    if not sys.stdout.isatty():
+        out_console.width = 200  # nine columns: a log or a pipe gets each row on one line
     if limits:
         out_console.print(_table(limits))
     out_console.print(f"{len(limits)} limits drifted")
