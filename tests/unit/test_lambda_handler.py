@@ -264,6 +264,7 @@ def test_one_structured_log_line_per_batch(store_url: str, log: io.StringIO) -> 
         "parked": 1,
         "deadLettered": 1,
     }
+    assert line["drifted"] == 4  # as in test_a_clean_batch_reports_no_failures
     assert 59_000 <= line["recordAgeMs"]["oldest"] < 3_600_000
     assert line["recordAgeMs"]["newest"] <= line["recordAgeMs"]["oldest"]
     assert line["durationMs"] >= 0
