@@ -143,4 +143,4 @@ def test_stored_text_in_the_table_is_shown_as_it_is(run: Any, store: str, tmp_pa
 def test_an_empty_store_url_is_refused_in_one_line(run: Any) -> None:
     result = run("drift", "--store", "")
     assert result.code == 2
-    assert result.err.count("\n") == 1 and "Traceback" not in result.err
+    assert result.err.count("\n") == 1 and "--store '': empty" in result.err
