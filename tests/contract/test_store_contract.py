@@ -202,6 +202,15 @@ def test_drift_is_counted_once_and_the_last_drift_kept_with_the_limit(store_url:
         reopened.close()
 
 
+def test_a_producer_figure_of_a_hundred_thousand_digits_drifts_and_fits(store: LimitStore) -> None:
+    huge = "9" * 100_000  # the record is 100 kB; the limit keeps 50 digits of it
+    process(store, records([created("L1", 1), progress("L1", 2, "1", "0", remainingAmount=huge)]))
+    assert stats(store)["drifted"] == 1
+    [limit] = store.drifted_limits()
+    assert limit.drift_theirs == Decimal("1E+100000")
+    assert str(limit.progress) == "1"
+
+
 def test_a_store_without_drift_lists_none(store: LimitStore) -> None:
     process(store, records([created("L1", 1), progress("L1", 2, "1", "0", remainingAmount="99")]))
     assert store.drifted_limits() == []

@@ -118,6 +118,24 @@ def test_figures_compare_as_decimal_values_not_texts(text: str) -> None:
     assert drift.check(before, change, apply(before, change)) is None
 
 
+def test_a_producer_figure_of_any_length_is_compared_whole_and_kept_to_fifty_digits() -> None:
+    before = limit_of("100", "40")
+    huge = "6" + "0" * 100_000  # only validated by rule 1, never range-checked
+    change = event(reset("L1", 3, 9, unusedAmount=huge, resetAmount="40"))
+    found = drift.check(before, change, apply(before, change))
+    assert found is not None and found.theirs == Decimal("6E+100000")
+    assert len(found.theirs.as_tuple().digits) == drift.KEPT_DIGITS
+    # Up to fifty digits, the figure is kept exactly as sent.
+    fifty = "61." + "0" * 48
+    change = event(reset("L1", 3, 9, unusedAmount=fifty, resetAmount="40"))
+    found = drift.check(before, change, apply(before, change))
+    assert found is not None and str(found.theirs) == fifty
+    # 51 digits, off by their last: drift (compared whole), kept rounded to 60.000…
+    change = event(reset("L1", 3, 9, unusedAmount="60." + "0" * 48 + "1", resetAmount="40"))
+    found = drift.check(before, change, apply(before, change))
+    assert found is not None and str(found.theirs) == "60." + "0" * 48
+
+
 def test_a_creation_has_no_figures_and_never_drifts() -> None:
     before = limit_of("100", "40")
     again = event(created("L1", 5, value="7"))

@@ -15,7 +15,7 @@ drift seen (:class:`~user_limits.domain.model.UserLimit`'s ``drift_*`` fields).
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import NamedTuple
 
 from msgspec.structs import replace
@@ -32,13 +32,24 @@ from user_limits.domain.events import (
 from user_limits.domain.model import UserLimit
 from user_limits.domain.projection import EXACT
 
+# The producer's figures are only validated, never range-checked (rule 1): one may have a million
+# digits. The limit keeps it to this many significant digits, so that it fits every store's item
+# (a DynamoDB item holds 400 KB); the comparison is made on the figure whole.
+KEPT_DIGITS = 50
+_KEPT = Context(prec=KEPT_DIGITS, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[])
+
+
+def _kept(figure: Decimal) -> Decimal:
+    """The figure as sent when it has at most KEPT_DIGITS digits, else rounded to them."""
+    return figure if len(figure.as_tuple().digits) <= KEPT_DIGITS else _KEPT.plus(figure)
+
 
 class Drift(NamedTuple):
     """One figure of an event that disagrees with the read model."""
 
     figure: str  # the payload field, as the upstream writes it
     ours: Decimal
-    theirs: Decimal
+    theirs: Decimal  # as sent, up to KEPT_DIGITS significant digits (then rounded)
 
 
 def check(before: UserLimit, event: UserLimitEvent, after: UserLimit) -> Drift | None:
@@ -47,14 +58,14 @@ def check(before: UserLimit, event: UserLimitEvent, after: UserLimit) -> Drift |
     if type(payload) is ProgressChanged:
         remaining = EXACT.subtract(after.value, after.progress)
         if payload.remaining_amount != remaining:
-            return Drift("remainingAmount", remaining, payload.remaining_amount)
+            return Drift("remainingAmount", remaining, _kept(payload.remaining_amount))
         return None
     if type(payload) is LimitReset:
         unused = EXACT.subtract(before.value, before.progress)
         if payload.unused_amount != unused:
-            return Drift("unusedAmount", unused, payload.unused_amount)
+            return Drift("unusedAmount", unused, _kept(payload.unused_amount))
         if payload.reset_amount != before.progress:
-            return Drift("resetAmount", before.progress, payload.reset_amount)
+            return Drift("resetAmount", before.progress, _kept(payload.reset_amount))
     return None
 
 
