@@ -28,7 +28,7 @@ from user_limits.domain.model import UserLimit, export_dict
 from user_limits.domain.projection import apply
 from user_limits.family import UserLimitFamily
 from user_limits.stream.engine import decode_batch, project
-from user_limits.stream.records import Snapshot, StreamRecord
+from user_limits.stream.records import Counts, Snapshot, StreamRecord
 
 family = UserLimitFamily()
 
@@ -356,3 +356,13 @@ def test_a_value_changed_behind_our_back_drifts_at_its_next_figure(data: st.Data
     # The changed limit drifts once a figure follows the change; no other limit ever does.
     assert {limit.user_limit_id for limit in store.drifted_limits()} == disagreeing
     assert (store.stats().drifted > 0) == bool(disagreeing)
+
+
+def test_counts_add_and_show_drifted() -> None:
+    # What the consumer's log lines and the replay's totals sum, batch after batch.
+    total = Counts(applied=1)
+    total.add(Counts(applied=2, drifted=1))
+    total.add(Counts(applied=1, drifted=2))
+    assert total.as_json() == {
+        "applied": 4, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 0, "drifted": 3
+    }  # fmt: skip
