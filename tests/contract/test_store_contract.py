@@ -84,7 +84,7 @@ def test_create_progress_reset_are_applied(store: LimitStore) -> None:
     assert limit.last_sequence_number == 235
     assert limit.created_at == stream[0]["createdAt"]
     assert limit.updated_at == stream[3]["createdAt"]
-    # The helpers' figures (remainingAmount 0, unusedAmount 100.00) disagree with each change: 3 drifted.
+    # The builders' figures (remainingAmount 0, unusedAmount 100.00) disagree with each change: 3 drifted.
     assert stats(store) == {"applied": 4, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 0, "drifted": 3}
 
 

@@ -550,7 +550,7 @@ def test_after_a_failure_part_way_the_log_and_metrics_count_what_the_store_appli
     assert line["message"] == "batch partly committed"
     assert line["applied"] == metrics["applied"] == applied
     # Each limit's creation and progress change commit together, and each change drifts (0 remain,
-    # says the helper; 99 do): drifted counts exactly the committed changes.
+    # says the builder; 99 do): drifted counts exactly the committed changes.
     assert line["drifted"] == metrics["drifted"] == lambda_on.stats().drifted == applied // 2
     assert metrics["batchFailed"] == 1
 

@@ -72,7 +72,7 @@ def test_dead_letter_identity_is_its_position_or_its_content() -> None:
 def test_a_poison_record_does_not_block_the_rest_of_the_batch() -> None:
     outcome = run(records([b"nope", created("L1", 1), b"\x80", progress("L1", 2, "5", "0")]))
     assert str(outcome.states["L1"].progress) == "5"
-    # The helper's remainingAmount ("0") is not 100.00 - 5: the progress change drifted.
+    # The builder's remainingAmount ("0") is not 100.00 - 5: the progress change drifted.
     assert outcome.counts.as_json() == {
         "applied": 2, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 2, "drifted": 1
     }  # fmt: skip

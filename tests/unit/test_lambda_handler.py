@@ -79,7 +79,7 @@ def test_a_clean_batch_reports_no_failures(store_url: str) -> None:
         ("L1", "0", 123),
         ("L2", "0.5", created("L2", 6)["payload"]["nextResetTime"]),
     ]
-    # The helpers' fixed figures disagree with both limits: their three progress changes and the reset drifted.
+    # The builders' fixed figures disagree with both limits: their three progress changes and the reset drifted.
     assert counts == {"applied": 6, "skipped": 0, "ignored": 1, "parked": 0, "deadLettered": 0, "drifted": 4}
     store.close()
 
