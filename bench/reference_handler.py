@@ -6,7 +6,9 @@ of its type; per record a read-modify-write on SQLite (SELECT the limit, compute
 whole batch in one transaction. It implements the product's rules honestly, so that both end with
 the same read model: invalid records are dead-lettered once, unknown types ignored, events at or
 below the stored sequence number skipped, events for a limit not created yet parked, and parked
-events drained in order when the limit is created. Same SQLite settings as the product (WAL,
+events drained in order when the limit is created, and applied events whose figures
+(remainingAmount, unusedAmount, resetAmount) disagree counted drifted (it keeps no last drift per
+limit, which favours it slightly). Same SQLite settings as the product (WAL,
 synchronous NORMAL). It writes no log line and no metric per batch, which favours it slightly.
 
 The same code runs on PostgreSQL (psycopg 3), where each SELECT and UPSERT is a round trip: that
@@ -112,7 +114,7 @@ CREATE TABLE IF NOT EXISTS parked (
 );
 CREATE TABLE IF NOT EXISTS dead_letters (id TEXT PRIMARY KEY, reason TEXT NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
-INSERT OR IGNORE INTO counters VALUES ('applied', 0), ('skipped', 0), ('ignored', 0)
+INSERT OR IGNORE INTO counters VALUES ('applied', 0), ('skipped', 0), ('ignored', 0), ('drifted', 0)
 """
 COLUMNS = (
     "user_limit_id, user_id, brand_id, type, period, status, value, progress, currency_code, "
@@ -154,6 +156,7 @@ class Tally:
     applied: int = 0
     skipped: int = 0
     ignored: int = 0
+    drifted: int = 0
 
 
 class ReferenceProjector:
@@ -191,7 +194,12 @@ class ReferenceProjector:
             tally = self.tally
             db.cursor().executemany(
                 self.sql("UPDATE counters SET value = value + ? WHERE name = ?"),
-                [(tally.applied, "applied"), (tally.skipped, "skipped"), (tally.ignored, "ignored")],
+                [
+                    (tally.applied, "applied"),
+                    (tally.skipped, "skipped"),
+                    (tally.ignored, "ignored"),
+                    (tally.drifted, "drifted"),
+                ],
             )
             db.execute("COMMIT")
         except BaseException:
@@ -233,7 +241,14 @@ class ReferenceProjector:
             if parked.rowcount == 0:
                 self.tally.skipped += 1
             return
-        self.write(changed_row(row, envelope, payload))
+        self.change(row, envelope, payload)
+
+    def change(self, row: tuple[Any, ...], envelope: Envelope, payload: _Payload) -> tuple[Any, ...]:
+        changed = changed_row(row, envelope, payload)
+        if drifted(row, changed, payload):
+            self.tally.drifted += 1
+        self.write(changed)
+        return changed
 
     def q(self, statement: str, params: Any = ()) -> Any:
         return self.db.execute(self.sql(statement), params)
@@ -256,8 +271,7 @@ class ReferenceProjector:
                 continue
             envelope = Envelope.model_validate_json(data)
             payload = PAYLOAD_MODELS[envelope.type].model_validate(envelope.payload)
-            row = changed_row(row, envelope, payload)
-            self.write(row)
+            row = self.change(row, envelope, payload)
 
     # -- the read model, for the equality check
 
@@ -273,6 +287,7 @@ class ReferenceProjector:
             "ignored": counters["ignored"],
             "parked": self.q("SELECT count(*) FROM parked").fetchone()[0],
             "deadLettered": self.q("SELECT count(*) FROM dead_letters").fetchone()[0],
+            "drifted": counters["drifted"],
         }
 
     def close(self) -> None:
@@ -309,6 +324,16 @@ def changed_row(row: tuple[Any, ...], envelope: Envelope, payload: _Payload) -> 
         assert isinstance(payload, LimitReset)
         progress, next_reset = Decimal(0), payload.next_reset_time
     return (*row[:7], str(progress), *row[8:11], next_reset, row[12], envelope.sequence_number, envelope.created_at)
+
+
+def drifted(before: tuple[Any, ...], after: tuple[Any, ...], payload: _Payload) -> bool:
+    """Whether the producer's figures disagree: remaining after a change, unused and reset before a reset."""
+    value = Decimal(before[6])
+    if isinstance(payload, ProgressChanged):
+        return bool(payload.remaining_amount != value - Decimal(after[7]))
+    assert isinstance(payload, LimitReset)
+    progress = Decimal(before[7])
+    return bool(payload.unused_amount != value - progress or payload.reset_amount != progress)
 
 
 def export_row(row: tuple[Any, ...]) -> dict[str, object]:

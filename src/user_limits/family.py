@@ -2,7 +2,8 @@
 
 :class:`UserLimitFamily` is the :class:`~user_limits.stream.engine.EventFamily` the engine runs: it
 decodes the upstream envelope into the domain's events and names each event's key, partition and
-position, and how it creates and changes a limit (``domain.projection``).
+position, and how it creates and changes a limit (``domain.projection``), checked against the
+producer's own figures (``domain.drift``).
 
 Two-stage decoding with msgspec: the envelope first, with the payload kept raw, so that event
 types we ignore cost no payload decoding; then the payload of a handled type into its struct.
@@ -17,7 +18,7 @@ from typing import Any
 import msgspec
 from msgspec.structs import astuple
 
-from user_limits.domain import projection
+from user_limits.domain import drift, projection
 from user_limits.domain.events import (
     AMOUNT_DIGITS,
     AMOUNT_GRAMMAR,
@@ -188,4 +189,8 @@ class UserLimitFamily:
         return projection.creates(event)
 
     def apply(self, state: UserLimit | None, event: UserLimitEvent) -> UserLimit:
-        return projection.apply(state, event)
+        # The rules, then the check against the producer's figures (reported, never corrected).
+        return drift.observe(state, event, projection.apply(state, event))
+
+    def drifted(self, state: UserLimit) -> bool:
+        return drift.drifted(state)

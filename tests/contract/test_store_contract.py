@@ -84,7 +84,8 @@ def test_create_progress_reset_are_applied(store: LimitStore) -> None:
     assert limit.last_sequence_number == 235
     assert limit.created_at == stream[0]["createdAt"]
     assert limit.updated_at == stream[3]["createdAt"]
-    assert stats(store) == {"applied": 4, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 0}
+    # The builders' figures (remainingAmount 0, unusedAmount 100.00) disagree with each change: 3 drifted.
+    assert stats(store) == {"applied": 4, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 0, "drifted": 3}
 
 
 BASE_RESET = 1_800_000_000_000
@@ -151,7 +152,7 @@ def test_redelivered_and_late_events_are_skipped(store: LimitStore) -> None:
     process(store, records([progress("L1", 6, "999", "0"), progress("L1", 7, "999", "0")], 10))  # late copies
     assert export(store) == before
     assert before[0]["progress"] == "40"
-    assert stats(store) == {"applied": 3, "skipped": 5, "ignored": 0, "parked": 0, "deadLettered": 0}
+    assert stats(store) == {"applied": 3, "skipped": 5, "ignored": 0, "parked": 0, "deadLettered": 0, "drifted": 2}
 
 
 def test_other_types_are_counted_and_not_stored(store: LimitStore) -> None:
@@ -161,6 +162,59 @@ def test_other_types_are_counted_and_not_stored(store: LimitStore) -> None:
 
 
 # -- parking
+
+
+def test_drift_is_counted_once_and_the_last_drift_kept_with_the_limit(store_url: str, store: LimitStore) -> None:
+    agreeing = progress("L1", 2, "100", "0", remainingAmount="900.00")
+    # The value moved to 2000 upstream through an event type we ignore: 1850 remain there, 850 here.
+    hidden = progress("L1", 4, "50", "100", remainingAmount="1850")
+    batch = records([created("L1", 1, value="1000"), agreeing, noise(3), hidden, created("L2", 5, user_id="u2")])
+    process(store, batch)
+    process(store, batch)  # re-delivered: skipped, not counted again
+    # A reset whose figures disagree with the other limit (value 100.00, progress 0): 0 unused there.
+    process(store, records([reset("L2", 6, next_reset=BASE_RESET, user_id="u2", unusedAmount="0")], 10))
+    assert stats(store)["drifted"] == 2
+    assert stats(store)["applied"] == 5
+    reopened = store if store_url.startswith("memory") else open_store(store_url)
+    drifted = reopened.drifted_limits()
+    assert [
+        (x.user_limit_id, x.drift_sequence_number, x.drift_event_type, x.drift_figure, x.drift_ours, x.drift_theirs)
+        for x in drifted
+    ] == [
+        ("L1", 4, "USER_LIMIT_PROGRESS_CHANGED", "remainingAmount", Decimal("850"), Decimal("1850")),
+        ("L2", 6, "USER_LIMIT_RESET", "unusedAmount", Decimal("100.00"), Decimal("0")),
+    ]
+    assert [x.drift_at for x in drifted] == [hidden["createdAt"], BASE_TIME + 6 * 1000]
+    # The decimals keep their text, as value and progress do; the read side keeps the drift too.
+    assert str(drifted[0].drift_theirs) == "1850" and str(drifted[1].drift_ours) == "100.00"
+    assert reopened.user_limit("u1", "L1") == drifted[0]
+    assert [limit.drift_sequence_number for limit in reopened.all_limits()] == [4, 6]
+    # Reported, never corrected: the figures are the rules' own.
+    assert [(x["userLimitId"], x["value"], x["progress"]) for x in export(reopened)] == [
+        ("L1", "1000", "150"),
+        ("L2", "100.00", "0"),
+    ]
+    # An agreeing event later keeps the last drift; the stats stay.
+    process(store, records([progress("L1", 7, "1", "150", remainingAmount="849")], 20))
+    assert [(x.user_limit_id, x.drift_sequence_number) for x in reopened.drifted_limits()] == [("L1", 4), ("L2", 6)]
+    assert stats(reopened)["drifted"] == 2
+    if reopened is not store:
+        reopened.close()
+
+
+def test_a_producer_figure_of_a_hundred_thousand_digits_drifts_and_fits(store: LimitStore) -> None:
+    huge = "9" * 100_000  # the record is 100 kB; the limit keeps 50 digits of it
+    process(store, records([created("L1", 1), progress("L1", 2, "1", "0", remainingAmount=huge)]))
+    assert stats(store)["drifted"] == 1
+    [limit] = store.drifted_limits()
+    assert limit.drift_theirs == Decimal("1E+100000")
+    assert str(limit.progress) == "1"
+
+
+def test_a_store_without_drift_lists_none(store: LimitStore) -> None:
+    process(store, records([created("L1", 1), progress("L1", 2, "1", "0", remainingAmount="99")]))
+    assert store.drifted_limits() == []
+    assert only(store).drift_sequence_number is None
 
 
 def test_orphans_are_parked_whole_and_drained_on_creation(store: LimitStore) -> None:
@@ -180,7 +234,8 @@ def test_orphans_are_parked_whole_and_drained_on_creation(store: LimitStore) -> 
     assert limit.next_reset_time == BASE_RESET
     assert limit.last_sequence_number == 5
     assert store.parked_events() == []
-    assert stats(store) == {"applied": 3, "skipped": 1, "ignored": 0, "parked": 0, "deadLettered": 0}
+    # The reset's figures (100.00 unused, 0 reset) agree; the progress change's remainingAmount does not.
+    assert stats(store) == {"applied": 3, "skipped": 1, "ignored": 0, "parked": 0, "deadLettered": 0, "drifted": 1}
 
 
 def test_parked_events_older_than_the_creation_are_dropped_on_drain(store: LimitStore) -> None:
@@ -188,7 +243,7 @@ def test_parked_events_older_than_the_creation_are_dropped_on_drain(store: Limit
     process(store, records([created("L1", 3)], 1))
     assert str(only(store).progress) == "0"
     assert store.parked_events() == []
-    assert stats(store) == {"applied": 1, "skipped": 1, "ignored": 0, "parked": 0, "deadLettered": 0}
+    assert stats(store) == {"applied": 1, "skipped": 1, "ignored": 0, "parked": 0, "deadLettered": 0, "drifted": 0}
 
 
 def test_parked_and_created_in_one_batch(store: LimitStore) -> None:
@@ -220,7 +275,7 @@ def test_dead_letters_keep_bytes_reason_and_coordinates_once(store: LimitStore) 
     assert first.shard_id == SHARD
     assert "UTF-8" in first.reason
     assert "amount" in by_data[bad_payload].reason
-    assert stats(store) == {"applied": 0, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 2}
+    assert stats(store) == {"applied": 0, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 2, "drifted": 0}
     # The same bytes at another position of the stream are another record.
     process(store, [record(poison, 7)])
     assert stats(store)["deadLettered"] == 3
@@ -351,7 +406,9 @@ def test_two_processors_on_one_store_see_each_others_writes(store_url: str, stor
         assert result.error is None
     for handle in (store, other):
         assert export(handle)[0]["progress"] == "10"
-        assert stats(handle) == {"applied": 3, "skipped": 3, "ignored": 0, "parked": 0, "deadLettered": 0}
+        assert stats(handle) == {
+            "applied": 3, "skipped": 3, "ignored": 0, "parked": 0, "deadLettered": 0, "drifted": 2
+        }  # fmt: skip
     if other is not store:
         other.close()
 
@@ -471,7 +528,7 @@ def test_an_orphan_carrying_another_user_id_is_applied_when_its_limit_is_created
     limit = store.user_limit("u1", "L1")
     assert limit is not None and (str(limit.progress), limit.last_sequence_number) == ("7", 5)
     assert store.parked_events() == []
-    assert stats(store) == {"applied": 2, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 0}
+    assert stats(store) == {"applied": 2, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 0, "drifted": 1}
 
 
 # -- whatever a record holds, it fits
@@ -556,4 +613,7 @@ def test_hundreds_of_events_parked_for_one_limit_drain_on_its_creation(
     limit = store.user_limit("u1", "L1")
     assert limit is not None and (str(limit.progress), limit.last_sequence_number) == (str(count), count + 1)
     assert store.parked_events() == []
-    assert stats(store) == {"applied": count + 1, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 0}
+    # remainingAmount "0" agrees only with the 100th change (100.00 - 100).
+    assert stats(store) == {
+        "applied": count + 1, "skipped": 0, "ignored": 0, "parked": 0, "deadLettered": 0, "drifted": count - 1
+    }  # fmt: skip

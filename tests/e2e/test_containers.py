@@ -289,7 +289,7 @@ def test_the_lambda_image_projects_a_kinesis_event(
     container, url = emulated(lambda_image, "user_limits.aws_lambda.handler", data)
     containers.append(container)
     assert invoke(url, event, container) == {"batchItemFailures": []}
-    counts = {"applied": 9, "skipped": 0, "ignored": 6, "parked": 2, "deadLettered": 0}
+    counts = {"applied": 9, "skipped": 0, "ignored": 6, "parked": 2, "deadLettered": 0, "drifted": 2}
     (line,) = [json.loads(text) for text in container.logs().splitlines() if '"message":"batch"' in text]
     assert {key: line[key] for key in counts} == counts
     store = open_store(f"sqlite:///{data}/limits.db")

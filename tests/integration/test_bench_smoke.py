@@ -27,6 +27,8 @@ def test_quick_handler_bench_reference_and_product_agree(tmp_path: Path) -> None
     assert handler["stats_equal"] is True
     assert handler["stats"] == handler["reference_stats"]
     # The stream exercises every rule, so agreeing means something.
-    assert all(handler["stats"][rule] > 0 for rule in ("applied", "skipped", "ignored", "parked", "deadLettered"))
+    assert all(
+        handler["stats"][rule] > 0 for rule in ("applied", "skipped", "ignored", "parked", "deadLettered", "drifted")
+    )
     assert handler["limits"] > 0
     assert "| Handler on SQLite vs reference |" in done.stdout

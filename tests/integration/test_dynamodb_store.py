@@ -477,12 +477,8 @@ def test_the_shared_sample_gives_the_expected_outcome(
     assert [(limit["type"], limit["progress"]) for limit in limits] == [("DEPOSIT", "0")] * 3
     assert (counts.applied, counts.ignored, counts.parked) == (9, 6, 2)
     assert dynamodb_store.stats().as_json() == {
-        "applied": 9,
-        "skipped": 0,
-        "ignored": 6,
-        "parked": 2,
-        "deadLettered": 0,
-    }
+        "applied": 9, "skipped": 0, "ignored": 6, "parked": 2, "deadLettered": 0, "drifted": 2
+    }  # fmt: skip
     assert limits == export(reference([sample]))
     resets = {
         event["payload"]["userLimitId"]: event["payload"]["nextResetTime"]  # type: ignore[index]
@@ -565,6 +561,9 @@ def test_after_a_failure_part_way_the_log_and_metrics_count_what_the_store_appli
     assert len(response["batchItemFailures"]) == 1
     assert line["message"] == "batch partly committed"
     assert line["applied"] == metrics["applied"] == applied
+    # Each limit's creation and progress change commit together, and each change drifts (0 remain,
+    # says the builder; 99 do): drifted counts exactly the committed changes.
+    assert line["drifted"] == metrics["drifted"] == lambda_on.stats().drifted == applied // 2
     assert metrics["batchFailed"] == 1
 
 

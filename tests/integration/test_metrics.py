@@ -24,8 +24,8 @@ from tests.servers.process import free_port
 from tests.streams import created, encode, noise, progress
 from user_limits.api.app import create_app
 from user_limits.api.settings import Settings
-from user_limits.bootstrap import open_store
-from user_limits.observability.metrics import ConsumerMetrics
+from user_limits.bootstrap import open_store, processor
+from user_limits.observability.metrics import ConsumerMetrics, MeteredProcessor
 from user_limits.stores.base import LimitStore
 from user_limits.stream.records import Counts, StreamRecord
 
@@ -196,6 +196,19 @@ def test_consumer_metrics_per_shard() -> None:
     assert value(found, "user_limits_consumer_newest_record_age_seconds", shard=one) == 10.0
     assert value(found, "user_limits_consumer_failed_batches_total", shard=two) == 1
     assert value(found, recorded, shard=two, outcome="applied") is None
+
+
+def test_the_consumer_counts_drift_per_shard_through_the_batch_path() -> None:
+    metrics = ConsumerMetrics(clock=lambda: 1_800_000_000.0)
+    metered = MeteredProcessor(processor(open_store("memory://")), metrics)
+    shard = "shardId-000000000003"
+    # stream_records' progress change says 0 remain of 100.00 - 2: it drifted.
+    records = stream_records(shard, [1_799_999_990_000, 1_799_999_995_000])
+    assert metered.process(records).counts.drifted == 1
+    assert metered.process(records).counts.drifted == 0  # re-delivered: skipped, not counted again
+    found = samples(metrics.exposition().decode())
+    assert value(found, "user_limits_consumer_drifted_total", shard=shard) == 1
+    assert value(found, "user_limits_consumer_records_total", shard=shard, outcome="applied") == 2
 
 
 def test_the_consumer_metrics_server(tmp_path: Path) -> None:

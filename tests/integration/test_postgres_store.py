@@ -96,12 +96,12 @@ def test_init_applies_the_migrations_once(postgres_database: str, postgres_serve
     first = initialize(postgres_database)
     second = initialize(postgres_database)
 
-    assert "applied 0001_initial, 0002_decimal_text" in first
+    assert "applied 0001_initial, 0002_decimal_text, 0003_drift" in first
     assert "up to date" in second
     assert PASSWORD not in first + second and "***" in first
     with psycopg.connect(postgres_database) as connection:
         rows = connection.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
-    assert rows == [(1, "initial"), (2, "decimal_text")]
+    assert rows == [(1, "initial"), (2, "decimal_text"), (3, "drift")]
 
 
 def column_types(url: str) -> dict[str, str]:

@@ -17,8 +17,9 @@ import msgspec
 import psycopg
 import pytest
 
+from tests.streams import process, progress, record
 from user_limits.domain.model import UserLimit
-from user_limits.stores.base import LimitStore, Totals
+from user_limits.stores.base import LimitStore, StoreError, Totals
 from user_limits.stores.postgres_store import PostgresStore, initialize
 from user_limits.stores.sqlite_store import SQLiteStore
 from user_limits.stores.text import storable
@@ -113,6 +114,19 @@ def one_more_batch(store: LimitStore) -> None:
     assert store.as_of() == AS_OF
 
 
+def a_drifting_batch(store: LimitStore) -> None:
+    """After one_more_batch: a progress change of L0 (value 5, progress 1) that says 99 remain, not 3.
+    The new columns take the last drift, the new counter counts it; old rows have none."""
+    process(store, [record(progress("L0", 3, "1", "1", user_id="U2", remainingAmount="99"), 0)])
+    assert store.stats().drifted == 1
+    [limit] = store.drifted_limits()
+    assert (limit.user_limit_id, limit.drift_sequence_number, limit.drift_ours, limit.drift_theirs) == (
+        "L0", 3, Decimal("3"), Decimal("99")
+    )  # fmt: skip
+    assert str(limit.progress) == "2"
+    assert [x.drift_sequence_number for x in store.user_limits("U1")] == [None, None]
+
+
 # -- SQLite: schema 1, migrated when opened
 
 
@@ -136,6 +150,28 @@ def sqlite_1(tmp_path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+@pytest.fixture
+def sqlite_2(tmp_path: Path) -> str:
+    """A file of schema 2: what user-limits made before the drift columns (tests/data)."""
+    path = tmp_path / "two.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(DATA.joinpath("sqlite_schema_2.sql").read_text())
+        db.execute("PRAGMA user_version = 2")
+        db.executemany(
+            "INSERT INTO user_limits VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", map(old_limit_row, LIMITS)
+        )
+        db.executemany("INSERT INTO parked_events VALUES (?, ?, ?)", PARKED)
+        db.executemany(
+            "INSERT INTO dead_letters (id, reason, data, sequence_number, sub_sequence_number, partition_key, "
+            "arrival_ms, stream_arn, shard_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            map(old_letter_row, LETTERS),
+        )
+        db.execute("UPDATE counters SET applied = ?, skipped = ?, ignored = ?, as_of = ?", (*COUNTS, AS_OF))
+        db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?)", (STREAM, SHARD, SEQUENCE, 3))
+    db.close()
+    return f"sqlite:///{path}"
+
+
 def user_version(url: str) -> int:
     with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
         version: int = db.execute("PRAGMA user_version").fetchone()[0]
@@ -146,7 +182,7 @@ def user_version(url: str) -> int:
 def test_a_sqlite_file_of_schema_1_is_migrated_on_open_with_every_read_unchanged(sqlite_1: str) -> None:
     store = SQLiteStore(sqlite_1)
     try:
-        assert user_version(sqlite_1) == 2
+        assert user_version(sqlite_1) == 3
         assert reads(store) == EXPECTED
         one_more_batch(store)
     finally:
@@ -154,6 +190,24 @@ def test_a_sqlite_file_of_schema_1_is_migrated_on_open_with_every_read_unchanged
     again = SQLiteStore(sqlite_1)  # opened again: nothing left to migrate
     try:
         assert again.stats().applied == COUNTS[0] + 1
+    finally:
+        again.close()
+
+
+def test_a_sqlite_file_of_schema_2_gains_the_drift_columns_on_open_with_every_read_unchanged(sqlite_2: str) -> None:
+    store = SQLiteStore(sqlite_2)
+    try:
+        assert user_version(sqlite_2) == 3
+        assert reads(store) == EXPECTED
+        assert store.drifted_limits() == []
+        one_more_batch(store)
+        a_drifting_batch(store)
+    finally:
+        store.close()
+    again = SQLiteStore(sqlite_2)  # opened again: nothing left to migrate, the drift kept
+    try:
+        assert again.stats().drifted == 1
+        assert [limit.user_limit_id for limit in again.drifted_limits()] == ["L0"]
     finally:
         again.close()
 
@@ -195,10 +249,23 @@ def postgres_2(postgres_database: str) -> Iterator[str]:
 
 @pytest.mark.servers
 def test_a_postgres_database_of_schema_2_opens_with_every_read_unchanged(postgres_2: str) -> None:
+    assert "applied 0003_drift" in initialize(postgres_2)
     assert "up to date" in initialize(postgres_2)
     store = PostgresStore(postgres_2)
     try:
         assert reads(store) == EXPECTED
         one_more_batch(store)
+        a_drifting_batch(store)
     finally:
         store.close()
+    again = PostgresStore(postgres_2)
+    try:
+        assert again.stats().drifted == 1
+    finally:
+        again.close()
+
+
+@pytest.mark.servers
+def test_a_postgres_database_of_schema_2_is_refused_until_init(postgres_2: str) -> None:
+    with pytest.raises(StoreError, match="init"):
+        PostgresStore(postgres_2)

@@ -3,7 +3,8 @@ duplicates), checked against a small reference model and over the memory and SQL
 
 - the outcome does not depend on how the stream is cut into batches;
 - re-delivering any window of it (a Lambda retry) changes nothing;
-- late copies of old events, anywhere after the original, change nothing.
+- late copies of old events, anywhere after the original, change nothing;
+- and in each, the drifted count and every limit's last drift are the reference's.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.streams import CREATED, PROGRESS, cut_points, event_streams, export, process, record, records
+from tests.streams import CREATED, PROGRESS, RESET, cut_points, event_streams, export, process, record, records
 from user_limits.bootstrap import open_store
 from user_limits.family import UserLimitFamily
 from user_limits.stores.base import LimitStore
@@ -47,6 +48,9 @@ class Reference:
     applied: int = 0
     skipped: int = 0
     ignored: int = 0
+    drifted: int = 0
+    # Per limit, the position of the last event whose producer figures disagreed with the model.
+    last_drift: dict[str, int] = field(default_factory=dict)
 
     def feed(self, item: StreamRecord) -> None:
         try:
@@ -80,6 +84,11 @@ class Reference:
     def change(self, key: str, envelope: dict[str, Any]) -> None:
         payload, kind = envelope["payload"], envelope["type"]
         self.applied += 1
+        before = self.limits.get(key)
+        if before is not None and kind == RESET:
+            value, progress = Decimal(before["value"]), Decimal(before["progress"])
+            if Decimal(payload["unusedAmount"]) != value - progress or Decimal(payload["resetAmount"]) != progress:
+                self.drift(key, envelope)
         if kind == CREATED:
             self.limits[key] = {
                 "userLimitId": key,
@@ -99,12 +108,18 @@ class Reference:
         elif kind == PROGRESS:
             limit = self.limits[key]
             limit["progress"] = str(Decimal(payload["previousProgress"]) + Decimal(payload["amount"]))
+            if Decimal(payload["remainingAmount"]) != Decimal(limit["value"]) - Decimal(limit["progress"]):
+                self.drift(key, envelope)
             if payload.get("nextResetTime") is not None:
                 limit["nextResetTime"] = payload["nextResetTime"]
         else:
             self.limits[key]["progress"] = "0"
             self.limits[key]["nextResetTime"] = payload["nextResetTime"]
         self.limits[key]["seq"] = envelope["sequenceNumber"]
+
+    def drift(self, key: str, envelope: dict[str, Any]) -> None:
+        self.drifted += 1
+        self.last_drift[key] = envelope["sequenceNumber"]
 
     def export(self) -> list[dict[str, Any]]:
         return [{k: v for k, v in self.limits[key].items() if k != "seq"} for key in sorted(self.limits)]
@@ -116,6 +131,7 @@ class Reference:
             "ignored": self.ignored,
             "parked": sum(len(waiting) for waiting in self.parked.values()),
             "deadLettered": len(self.dead),
+            "drifted": self.drifted,
         }
 
 
@@ -156,6 +172,7 @@ def test_batch_cuts_do_not_matter(kind: str, data: st.DataObject) -> None:
         for start, end in batches(stream, cuts):
             process(store, stream[start:end])
         assert export(store) == expected.export()
+        assert last_drifts(store) == expected.last_drift
         assert store.stats().as_json() == expected.counts()
         parked = {(event.key, event.position) for event in store.parked_events()}
         assert parked == {(key, seq) for key, waiting in expected.parked.items() for seq in waiting}
@@ -176,6 +193,7 @@ def test_redelivered_windows_change_nothing(kind: str, data: st.DataObject) -> N
                 again = data.draw(st.integers(0, end - 1), label="retry from")
                 process(store, stream[again:end])
         assert export(store) == expected.export()
+        assert last_drifts(store) == expected.last_drift
         assert without(store.stats().as_json(), "skipped", "ignored") == without(
             expected.counts(), "skipped", "ignored"
         )
@@ -201,7 +219,12 @@ def test_late_copies_change_nothing(kind: str, data: st.DataObject) -> None:
         for start, end in batches(with_copies, cuts):
             process(store, with_copies[start:end])
         assert export(store) == expected.export()
+        assert last_drifts(store) == expected.last_drift
         assert without(store.stats().as_json(), "skipped") == without(expected.counts(), "skipped")
+
+
+def last_drifts(store: LimitStore) -> dict[str, int | None]:
+    return {limit.user_limit_id: limit.drift_sequence_number for limit in store.drifted_limits()}
 
 
 def _is_event(data: bytes) -> bool:
@@ -228,7 +251,9 @@ def test_the_reference_model_itself() -> None:
     )
     model = reference(stream)
     assert model.export()[0]["progress"] == "6"
-    assert model.counts() == {"applied": 2, "skipped": 2, "ignored": 1, "parked": 1, "deadLettered": 1}
+    # The progress change at 5 says 0 remains; 50 - 6 do: it drifted.
+    assert model.counts() == {"applied": 2, "skipped": 2, "ignored": 1, "parked": 1, "deadLettered": 1, "drifted": 1}
+    assert model.last_drift == {"L1": 5}
 
 
 @SETTINGS
@@ -263,4 +288,5 @@ def test_store_outages_then_retries_change_nothing(data: st.DataObject) -> None:
                 else:
                     pytest.fail("the batch never committed")
         assert export(store) == expected.export()
+        assert last_drifts(store) == expected.last_drift
         assert store.stats().as_json() == expected.counts()

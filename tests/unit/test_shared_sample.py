@@ -18,7 +18,11 @@ from user_limits.bootstrap import open_store
 from user_limits.inputs import parse_records
 from user_limits.replay import replay
 
-EXPECTED_COUNTS = {"applied": 9, "skipped": 0, "ignored": 6, "parked": 2, "deadLettered": 0}
+# The sample is an excerpt: the daily and weekly resets between sequence numbers 11 and 235 are
+# not in it, so the DAY and WEEK limits still hold the progress of 200 their last resets (235,
+# 236) say they no longer have (unusedAmount 10000.00 and 50000.00, resetAmount 0): two drifted.
+# The MONTH limit's reset (unusedAmount 249800.00, resetAmount 200.00) agrees.
+EXPECTED_COUNTS = {"applied": 9, "skipped": 0, "ignored": 6, "parked": 2, "deadLettered": 0, "drifted": 2}
 
 
 def expected_limits(sample: list[dict[str, Any]]) -> list[tuple[str, str, str, int]]:
@@ -60,6 +64,11 @@ def test_through_the_cli(shared_sample: list[dict[str, Any]], tmp_path: Path) ->
     parked = json.loads(cli("parked", "--json"))
     assert [e["sequenceNumber"] for e in parked] == [238, 239]
     assert parked == [e for e in shared_sample if e["sequenceNumber"] in (238, 239)]
+    drifts = json.loads(cli("drift", "--json"))
+    assert [(d["sequenceNumber"], d["figure"], d["ours"], d["producer"]) for d in drifts] == [
+        (236, "unusedAmount", "49800", "50000.00"),  # 0w2KzcVUkZcb6n2z4DcE, the WEEK limit
+        (235, "unusedAmount", "9800", "10000.00"),  # LKMgxoE0yFgH6F6iShEu, the DAY limit
+    ]
 
 
 def test_through_the_lambda_handler(

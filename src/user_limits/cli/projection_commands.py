@@ -144,7 +144,7 @@ def show(
 
 @app.command()
 def stats(store: StoreOption = None, json: JsonOption = False) -> None:
-    """Print the counters: applied, skipped, ignored, parked (waiting now), deadLettered."""
+    """Print the counters: applied, skipped, ignored, parked (waiting now), deadLettered, drifted."""
     target = open_store(store_url(store))
     try:
         totals = target.stats()

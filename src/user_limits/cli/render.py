@@ -94,7 +94,7 @@ def totals_line(totals: Totals) -> str:
     """What a store has counted, and what it holds now (parked events waiting, dead letters)."""
     return (
         f"applied {totals.applied}, skipped {totals.skipped}, ignored {totals.ignored}, "
-        f"parked {totals.waiting}, dead-lettered {totals.dead_letters}"
+        f"parked {totals.waiting}, dead-lettered {totals.dead_letters}, drifted {totals.drifted}"
     )
 
 

@@ -45,6 +45,14 @@ class UserLimit(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     # Bookkeeping: the envelope sequenceNumber and createdAt of the last event applied.
     last_sequence_number: int
     updated_at: int
+    # The last drift seen (domain.drift): the event whose producer figure disagreed with ours.
+    # Kept out of exports, snapshots and the API; None while the limit never drifted.
+    drift_sequence_number: int | None = None
+    drift_event_type: str | None = None
+    drift_figure: str | None = None
+    drift_ours: Decimal | None = None
+    drift_theirs: Decimal | None = None
+    drift_at: int | None = None
 
     @property
     def remaining(self) -> Decimal:

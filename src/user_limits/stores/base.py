@@ -38,6 +38,7 @@ class Totals:
     ignored: int = 0
     waiting: int = 0
     dead_letters: int = 0
+    drifted: int = 0
 
     def as_json(self) -> dict[str, int]:
         return {
@@ -46,6 +47,7 @@ class Totals:
             "ignored": self.ignored,
             "parked": self.waiting,
             "deadLettered": self.dead_letters,
+            "drifted": self.drifted,
         }
 
 
@@ -75,12 +77,16 @@ class LimitStore(Protocol):
         """Every limit, sorted by userLimitId."""
         ...
 
+    def drifted_limits(self) -> list[UserLimit]:
+        """The limits that keep a last drift (``drift_sequence_number`` set), sorted by userLimitId."""
+        ...
+
     def parked_events(self) -> list[ParkedEvent]: ...
 
     def dead_letters(self) -> list[DeadLetter]: ...
 
     def stats(self) -> Totals:
-        """applied, skipped and ignored as counted; waiting parked events and dead letters as held now."""
+        """applied, skipped, ignored and drifted as counted; waiting parked events and dead letters as held now."""
         ...
 
     def as_of(self) -> int | None:

@@ -93,6 +93,7 @@ class MemoryStore:
         self._counts.applied += counts.applied
         self._counts.skipped += counts.skipped
         self._counts.ignored += counts.ignored
+        self._counts.drifted += counts.drifted
 
     def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
         return self._checkpoints.get((stream, shard_id))
@@ -120,6 +121,9 @@ class MemoryStore:
     def all_limits(self) -> Iterator[UserLimit]:
         return iter([self._limits[key] for key in sorted(self._limits)])
 
+    def drifted_limits(self) -> list[UserLimit]:
+        return [limit for limit in self.all_limits() if limit.drift_sequence_number is not None]
+
     def parked_events(self) -> list[ParkedEvent]:
         return sorted(
             (event for waiting in self._parked.values() for event in waiting.values()),
@@ -132,7 +136,7 @@ class MemoryStore:
     def stats(self) -> Totals:
         counts = self._counts
         waiting = sum(len(events) for events in self._parked.values())
-        return Totals(counts.applied, counts.skipped, counts.ignored, waiting, len(self._dead))
+        return Totals(counts.applied, counts.skipped, counts.ignored, waiting, len(self._dead), counts.drifted)
 
     def as_of(self) -> int | None:
         return self._as_of

@@ -7,6 +7,8 @@ belongs to, its position, whether it creates the entity, and how it changes it.
   (a :class:`RejectedRecord`); a valid record of a type the family does not handle is ignored.
 - Per entity the state keeps the position of the last applied event; an event at or below it is a
   duplicate or a late copy and is skipped.
+- An applied event whose producer's figures disagree with the new state is counted drifted (the
+  family says which); the state is what the family's rules make of it, drift or not.
 - An event for an entity that does not exist yet is parked (once per position); when the entity is
   created, its parked events above the creation are applied in position order.
 """
@@ -44,6 +46,10 @@ class EventFamily(Protocol[E, S]):
     def creates(self, event: E) -> bool: ...
 
     def apply(self, state: S | None, event: E) -> S: ...
+
+    def drifted(self, state: S) -> bool:
+        """Whether the event that made ``state`` disagreed with the figures its producer sent."""
+        ...
 
 
 class Decoded(Generic[E]):
@@ -93,7 +99,7 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
     counts.ignored = decoded.ignored
     counts.dead_lettered = len(decoded.dead_letters)
     key_of, position_of, state_position = family.key, family.position, family.state_position
-    apply, creates = family.apply, family.creates
+    apply, creates, drifted = family.apply, family.creates, family.drifted
 
     states = dict(snapshot.states)
     touched = outcome.touched
@@ -103,6 +109,12 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
     }
     added: set[tuple[str, int]] = set()
     applied_by_key = outcome.applied_by_key
+    drifted_by_key = outcome.drifted_by_key
+
+    def count_drift(key: str, state: S) -> None:
+        if drifted(state):
+            counts.drifted += 1
+            drifted_by_key[key] = drifted_by_key.get(key, 0) + 1
 
     def drain(key: str, index: int) -> None:
         waiting = parked.pop(key, None)
@@ -130,6 +142,7 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
                 state = apply(state, parked_event)
                 counts.applied += 1
                 applied_by_key[key] = applied_by_key.get(key, 0) + 1
+                count_drift(key, state)
             else:
                 counts.skipped += 1
         states[key] = state
@@ -148,13 +161,15 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
             if position <= state_position(state):
                 counts.skipped += 1
                 continue
-            states[key] = apply(state, event)
+            states[key] = state = apply(state, event)
             counts.applied += 1
             applied_by_key[key] = applied_by_key.get(key, 0) + 1
+            count_drift(key, state)
         elif creates(event):
-            states[key] = apply(None, event)
+            states[key] = state = apply(None, event)
             counts.applied += 1
             applied_by_key[key] = applied_by_key.get(key, 0) + 1
+            count_drift(key, state)
             drain(key, index)
         else:
             waiting = parked.setdefault(key, {})

@@ -92,6 +92,9 @@ class Counts:
     ignored: int = 0
     parked: int = 0
     dead_lettered: int = 0
+    # Applied events whose producer's figures disagreed with the read model (counted, not a fate
+    # of their own: each is also one of ``applied``).
+    drifted: int = 0
 
     def add(self, other: Counts) -> None:
         self.applied += other.applied
@@ -99,6 +102,7 @@ class Counts:
         self.ignored += other.ignored
         self.parked += other.parked
         self.dead_lettered += other.dead_lettered
+        self.drifted += other.drifted
 
     def as_json(self) -> dict[str, int]:
         return {
@@ -107,6 +111,7 @@ class Counts:
             "ignored": self.ignored,
             "parked": self.parked,
             "deadLettered": self.dead_lettered,
+            "drifted": self.drifted,
         }
 
 
@@ -143,6 +148,7 @@ class Outcome(Generic[S]):
     # Events applied per key, so a store without one transaction per batch can count exactly
     # what each conditional write commits.
     applied_by_key: dict[str, int] = field(default_factory=dict)
+    drifted_by_key: dict[str, int] = field(default_factory=dict)
     checkpoint: Checkpoint | None = None
     # The batch's records after the last one that changed anything: committing nothing for them
     # still moves the checkpoint, so their index is the batch length.

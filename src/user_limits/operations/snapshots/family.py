@@ -85,3 +85,6 @@ class ImportFamily:
             self.limits_applied += 1
             return event.limit
         return self.events.apply(state, event)
+
+    def drifted(self, state: UserLimit) -> bool:
+        return self.events.drifted(state)

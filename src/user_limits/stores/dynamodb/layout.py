@@ -17,7 +17,7 @@ Items (``PK``, ``SK``, both strings):
 - Bytes too big for their item (records of up to 1 MiB, big texts) are zlib-compressed and, beyond
   32 KB, kept in chunk items named by their digest (``CHUNK#…`` next to their item, and
   ``DEADLETTERCHUNK``): an item holds 400 KB.
-- ``META``, ``COUNTERS#<n>``: applied/skipped/ignored, spread over a few items (fewer transaction
+- ``META``, ``COUNTERS#<n>``: applied/skipped/ignored/drifted, spread over a few items (fewer transaction
   conflicts between shards) and summed on read. ``META``, ``ASOF``: the newest event time applied.
   ``META``, ``LAYOUT``: the layout version (:meth:`~user_limits.stores.dynamodb.store.DynamoDBStore.migrate`).
 - ``CHECKPOINT``, ``<stream>|<shardId>``: a shard's checkpoint, with a zero-padded ``orderKey``.
@@ -282,6 +282,8 @@ def item_limit(item: Mapping[str, Any], chunks: Sequence[bytes] = ()) -> UserLim
             values[attribute.name] = (
                 optional_int(item, attribute.json_name) if attribute.nullable else int(item[attribute.json_name]["N"])
             )
+        elif attribute.nullable and attribute.json_name not in item:
+            values[attribute.name] = None  # absent: as limit_item writes None
         else:
             text = item[attribute.json_name]["S"]
             values[attribute.name] = Decimal(text) if attribute.decimal else text

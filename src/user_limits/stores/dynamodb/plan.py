@@ -78,6 +78,7 @@ class Step:
     size: int
     items: set[tuple[str, str]] = field(default_factory=set)
     applied: int = 0
+    drifted: int = 0
     parked: int = 0
     dead_letters: int = 0  # the batch's dead letters it keeps (a record twice in a batch is one item)
     updated_at: int | None = None
@@ -195,6 +196,7 @@ class Writes:
             unit.index = min([first, *indexes.get(key, ())])
             if limit is not None:
                 unit.steps[unit.main].applied = outcome.applied_by_key.get(key, 0)
+                unit.steps[unit.main].drifted = outcome.drifted_by_key.get(key, 0)
             units.append(unit)
             by_key[key] = unit
         units += self._redrive_units(outcome, pending, by_key)

@@ -19,7 +19,7 @@ the first record whose effect is not committed (units are committed in record or
 counts that were committed; re-delivering from there is harmless, the stored positions skip what
 is already applied. Under failures and retries:
 
-- ``applied`` is exact: each transaction ADDs the applied events of exactly the units it commits.
+- ``applied`` and ``drifted`` are exact: each transaction ADDs those of exactly the units it commits.
 - parked events, dead letters (put if absent), chunks (named by their digest), the checkpoint and
   ``asOf`` (conditional maximums) are idempotent; the checkpoint is written last.
 - ``skipped`` and ``ignored`` are added by the batch's last transaction: exact when a batch commits
@@ -156,11 +156,12 @@ class _Committed:
     ignored: int = 0
     parked: int = 0
     dead_lettered: int = 0
+    drifted: int = 0
     newest: int | None = None
     committed_any: bool = False
 
     def counts(self) -> Counts:
-        return Counts(self.applied, self.skipped, self.ignored, self.parked, self.dead_lettered)
+        return Counts(self.applied, self.skipped, self.ignored, self.parked, self.dead_lettered, self.drifted)
 
 
 class DynamoDBStore:
@@ -383,13 +384,14 @@ class DynamoDBStore:
         attempt = 0
         while True:
             applied = sum(step.applied for _, step in steps)
+            drifted = sum(step.drifted for _, step in steps)
             # The batch's last transaction brings skipped and ignored up to this outcome's.
             skipped, ignored = (
                 (counts.skipped - committed.skipped, counts.ignored - committed.ignored) if last else (0, 0)
             )
             actions = [action for _, step in steps for action in step.actions]
             if applied or skipped or ignored:
-                actions.append(self._counters_action(applied, skipped, ignored))
+                actions.append(self._counters_action(applied, skipped, ignored, drifted))
             if not actions:
                 return
             try:
@@ -410,6 +412,7 @@ class DynamoDBStore:
                 continue
             committed.committed_any = True
             committed.applied += applied
+            committed.drifted += drifted
             committed.skipped += skipped
             committed.ignored += ignored
             for _, step in steps:
@@ -419,18 +422,19 @@ class DynamoDBStore:
                     committed.newest = step.updated_at
             return
 
-    def _counters_action(self, applied: int, skipped: int, ignored: int) -> Action:
+    def _counters_action(self, applied: int, skipped: int, ignored: int, drifted: int) -> Action:
         return {
             "Update": {
                 "TableName": self.table,
                 "Key": item_key(META, f"{COUNTERS}{random.randrange(COUNTER_SHARDS)}"),
                 # Placeholders: IGNORE is a reserved word.
-                "UpdateExpression": "ADD #a :a, #s :s, #i :i",
-                "ExpressionAttributeNames": {"#a": "applied", "#s": "skipped", "#i": "ignored"},
+                "UpdateExpression": "ADD #a :a, #s :s, #i :i, #d :d",
+                "ExpressionAttributeNames": {"#a": "applied", "#s": "skipped", "#i": "ignored", "#d": "drifted"},
                 "ExpressionAttributeValues": {
                     ":a": number_attr(applied),
                     ":s": number_attr(skipped),
                     ":i": number_attr(ignored),
+                    ":d": number_attr(drifted),
                 },
             }
         }
@@ -603,6 +607,10 @@ class DynamoDBStore:
         limits.sort(key=lambda limit: limit.user_limit_id)
         return iter(limits)
 
+    def drifted_limits(self) -> list[UserLimit]:
+        # No index for so few limits: the scan all_limits makes, filtered.
+        return [limit for limit in self.all_limits() if limit.drift_sequence_number is not None]
+
     def _parked_items(self) -> list[Mapping[str, Any]]:
         return [item for item in self._scan(PARKED_SK) if item["PK"]["S"].startswith(PARKED)]
 
@@ -634,9 +642,10 @@ class DynamoDBStore:
             counts.applied += optional_int(item, "applied") or 0
             counts.skipped += optional_int(item, "skipped") or 0
             counts.ignored += optional_int(item, "ignored") or 0
+            counts.drifted += optional_int(item, "drifted") or 0
         waiting = sum(len(parked_values(item)) for item in self._parked_items())
         dead_letters = sum(int(page["Count"]) for page in self._query(DEAD_LETTERS, select_count=True))
-        return Totals(counts.applied, counts.skipped, counts.ignored, waiting, dead_letters)
+        return Totals(counts.applied, counts.skipped, counts.ignored, waiting, dead_letters, counts.drifted)
 
     def as_of(self) -> int | None:
         item = self._get(item_key(META, AS_OF))

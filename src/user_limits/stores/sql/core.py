@@ -9,7 +9,7 @@ injected fault) goes up as it is.
 Schema (both dialects, one design): ``user_limits`` (:mod:`.mapping`, indexed by user),
 ``parked_events`` (limit, position), ``dead_letters`` (listed in ``seq`` order, kept once by
 ``id``), ``checkpoints`` (stream, shard) and one ``counters`` row holding applied, skipped,
-ignored and ``as_of``, the newest event time applied.
+ignored, drifted and ``as_of``, the newest event time applied.
 """
 
 from __future__ import annotations
@@ -107,8 +107,10 @@ PARKED_EVENTS = "SELECT user_limit_id, position, data FROM parked_events ORDER B
 DEAD_LETTERS = f"SELECT {DEAD_LETTER_READ} FROM dead_letters ORDER BY seq"
 STATS = (
     "SELECT applied, skipped, ignored, (SELECT count(*) FROM parked_events), "
-    "(SELECT count(*) FROM dead_letters) FROM counters"
+    "(SELECT count(*) FROM dead_letters), drifted FROM counters"
 )
+# Through the partial index user_limits_drifted: only the limits that drifted are read.
+DRIFTED_LIMITS = f"SELECT {LIMIT_NAMES} FROM user_limits WHERE drift_sequence_number IS NOT NULL ORDER BY user_limit_id"
 AS_OF = "SELECT as_of FROM counters"
 CHECKPOINTS = "SELECT stream, shard_id, sequence_number, sub_sequence_number FROM checkpoints"
 COUNTERS = "SELECT * FROM counters"
@@ -255,6 +257,9 @@ class SqlStore:
                 return
             rows = self._query(self.sql.next_page(page), (rows[-1][0],))
 
+    def drifted_limits(self) -> list[UserLimit]:
+        return [row_limit(row) for row in self._query(DRIFTED_LIMITS)]
+
     def parked_events(self) -> list[ParkedEvent]:
         return [ParkedEvent(key, position, bytes(data)) for key, position, data in self._query(PARKED_EVENTS)]
 
@@ -262,8 +267,8 @@ class SqlStore:
         return [row_dead_letter(row) for row in self._query(DEAD_LETTERS)]
 
     def stats(self) -> Totals:
-        ((applied, skipped, ignored, waiting, dead_letters),) = self._query(STATS)
-        return Totals(applied, skipped, ignored, waiting, dead_letters)
+        ((applied, skipped, ignored, waiting, dead_letters, drifted),) = self._query(STATS)
+        return Totals(applied, skipped, ignored, waiting, dead_letters, drifted)
 
     def as_of(self) -> int | None:
         ((as_of,),) = self._query(AS_OF)

@@ -38,13 +38,27 @@ def _compiled(name: str, body: str, doc: str) -> Any:
 
 limit_row: Callable[[UserLimit], tuple[Any, ...]] = _compiled(
     "limit_row",
-    "(" + "".join(f"str(value.{f.name}), " if f.decimal else f"value.{f.name}, " for f in LIMIT_FIELDS) + ")",
+    "("
+    + "".join(
+        (
+            (f"None if value.{f.name} is None else str(value.{f.name}), " if f.nullable else f"str(value.{f.name}), ")
+            if f.decimal
+            else f"value.{f.name}, "
+        )
+        for f in LIMIT_FIELDS
+    )
+    + ")",
     "The limit's column values, Decimals as their text.",
 )
 row_limit: Callable[[Sequence[Any]], UserLimit] = _compiled(
     "row_limit",
     "UserLimit("
-    + ", ".join(f"Decimal(value[{i}])" if f.decimal else f"value[{i}]" for i, f in enumerate(LIMIT_FIELDS))
+    + ", ".join(
+        (f"None if value[{i}] is None else Decimal(value[{i}])" if f.nullable else f"Decimal(value[{i}])")
+        if f.decimal
+        else f"value[{i}]"
+        for i, f in enumerate(LIMIT_FIELDS)
+    )
     + ")",
     "The limit of a row of the limit columns, in their order.",
 )

@@ -77,7 +77,7 @@ WHERE (checkpoints.sequence_number, checkpoints.sub_sequence_number)
     < (EXCLUDED.sequence_number, EXCLUDED.sub_sequence_number)
 """
 _ADD_COUNTS = """
-UPDATE counters SET applied = applied + %s, skipped = skipped + %s, ignored = ignored + %s,
+UPDATE counters SET applied = applied + %s, skipped = skipped + %s, ignored = ignored + %s, drifted = drifted + %s,
     as_of = GREATEST(as_of, %s)
 """
 
@@ -315,7 +315,7 @@ class PostgresStore(SqlStore):
         db.execute(_UPSERT_CHECKPOINT, (*where, int(checkpoint.sequence_number), checkpoint.sub_sequence_number))
 
     def _add_counts(self, db: Executor, counts: Counts, newest: int | None) -> None:
-        db.execute(_ADD_COUNTS, (counts.applied, counts.skipped, counts.ignored, newest))
+        db.execute(_ADD_COUNTS, (counts.applied, counts.skipped, counts.ignored, counts.drifted, newest))
 
     def _sequence_text(self, value: Any) -> str:
         return str(int(value))  # numeric: the digits of the number

@@ -8,7 +8,8 @@ sequence number all the same, as a second line of defence.
 The file's schema version is ``PRAGMA user_version``: 0 for a new file, which gets every step;
 a file of an older version gets the steps after its own, in the transaction that opens it.
 Version 1 kept the counters as rows and as_of in a ``meta`` table, and listed dead letters by
-rowid; version 2 is the design PostgreSQL has (:mod:`.core`).
+rowid; version 2 is the design PostgreSQL has (:mod:`.core`); version 3 adds the last drift per
+limit and the drifted counter.
 """
 
 from __future__ import annotations
@@ -110,6 +111,17 @@ STEPS = (
     DROP TABLE dead_letters;
     ALTER TABLE dead_letters_2 RENAME TO dead_letters;
     """,
+    # 3: the last drift per limit and the drifted counter (PostgreSQL's 0003_drift).
+    """
+    ALTER TABLE user_limits ADD COLUMN drift_sequence_number INTEGER;
+    ALTER TABLE user_limits ADD COLUMN drift_event_type TEXT;
+    ALTER TABLE user_limits ADD COLUMN drift_figure TEXT;
+    ALTER TABLE user_limits ADD COLUMN drift_ours TEXT;
+    ALTER TABLE user_limits ADD COLUMN drift_theirs TEXT;
+    ALTER TABLE user_limits ADD COLUMN drift_at INTEGER;
+    CREATE INDEX user_limits_drifted ON user_limits (user_limit_id) WHERE drift_sequence_number IS NOT NULL;
+    ALTER TABLE counters ADD COLUMN drifted INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(STEPS)
 
@@ -125,7 +137,7 @@ WHERE excluded.last_sequence_number > user_limits.last_sequence_number
 """
 # max() of SQLite is NULL if either is: as_of stays when the batch applied nothing.
 _ADD_COUNTS = """
-UPDATE counters SET applied = applied + ?, skipped = skipped + ?, ignored = ignored + ?,
+UPDATE counters SET applied = applied + ?, skipped = skipped + ?, ignored = ignored + ?, drifted = drifted + ?,
     as_of = coalesce(max(as_of, ?), as_of, ?)
 """
 
@@ -271,7 +283,7 @@ class SQLiteStore(SqlStore):
             )
 
     def _add_counts(self, db: Executor, counts: Counts, newest: int | None) -> None:
-        db.execute(_ADD_COUNTS, (counts.applied, counts.skipped, counts.ignored, newest, newest))
+        db.execute(_ADD_COUNTS, (counts.applied, counts.skipped, counts.ignored, counts.drifted, newest, newest))
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
