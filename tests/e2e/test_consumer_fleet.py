@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_kinesis_consumer import replayed, user_stream
-from tests.servers.kinesis_local import DUMMY_CREDENTIALS, KinesisLocalServer
+from tests.integration.test_metrics import Samples, samples, value
+from tests.servers.kinesis_local import DUMMY_CREDENTIALS, KinesisLocalServer, free_port
 from tests.streams import export
 from user_limits.bootstrap import open_store
 from user_limits.kinesis.leases import Lease
@@ -42,13 +44,15 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
 class Member:
     """One `consume --lease` process, its log in a file."""
 
-    def __init__(self, kinesis: KinesisLocalServer, url: str, stream: str, name: str, folder: Path) -> None:
+    def __init__(
+        self, kinesis: KinesisLocalServer, url: str, stream: str, name: str, folder: Path, *extra: str
+    ) -> None:
         self.name = name
         self.log_path = folder / f"{name}.log"
         command = [sys.executable, "-m", "user_limits", "consume", "--stream", stream, "--store", url]
         command += ["--endpoint", kinesis.endpoint, "--lease", "--consumer-id", name]
         command += ["--lease-seconds", str(LEASE_SECONDS), "--batch-size", "25", "--poll-interval", "0.1"]
-        command += ["--shard-refresh", "1", "--log-interval", "1"]
+        command += ["--shard-refresh", "1", "--log-interval", "1", *extra]
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(command, env={**os.environ, **DUMMY_CREDENTIALS}, stderr=log)
 
@@ -80,8 +84,8 @@ class Fleet:
         self.members: dict[str, Member] = {}
         self.records: list[tuple[str, bytes]] = []
 
-    def join(self, name: str) -> Member:
-        member = Member(self.kinesis, self.url, self.stream, name, self.folder)
+    def join(self, name: str, *extra: str) -> Member:
+        member = Member(self.kinesis, self.url, self.stream, name, self.folder, *extra)
         self.members[name] = member
         return member
 
@@ -135,6 +139,11 @@ def fleet(kinesis_local: KinesisLocalServer, tmp_path: Path) -> Iterator[Fleet]:
     running.close()
 
 
+def metric_samples(port: int) -> Samples:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        return samples(answer.read().decode())
+
+
 def stamp(line: dict[str, Any]) -> float:
     return datetime.fromisoformat(line["time"]).timestamp()
 
@@ -160,8 +169,9 @@ def test_three_consumers_share_eight_shards_evenly_and_end_exact(fleet: Fleet, t
 
 def test_the_shards_of_a_consumer_killed_are_taken_over_within_two_leases(fleet: Fleet, tmp_path: Path) -> None:
     fleet.put(user_stream(users=40, events_per_user=3))
+    ports = {name: free_port() for name in ("c1", "c2")}
     for name in ("c1", "c2", "c3"):
-        fleet.join(name)
+        fleet.join(name, *(["--metrics-port", str(ports[name])] if name in ports else []))
     wait_for(lambda: fleet.balanced(["c1", "c2", "c3"], 2, 3), 60, "3 consumers holding 2-3 shards each")
     lost = fleet.holdings()["c3"]
     fleet.members["c3"].process.send_signal(signal.SIGKILL)
@@ -177,6 +187,11 @@ def test_the_shards_of_a_consumer_killed_are_taken_over_within_two_leases(fleet:
     assert {line["shard"] for line in taken} == lost
     assert max(stamp(line) for line in taken) - killed_at <= 2 * LEASE_SECONDS
     assert all(line["previousHolder"] == "c3" for line in taken)
+    # Their metrics say so: 4 leases held each, and c3's taken over between them.
+    scraped = {name: metric_samples(port) for name, port in ports.items()}
+    assert [value(found, "user_limits_consumer_leases_held") for found in scraped.values()] == [4, 4]
+    takeovers = sum(value(found, "user_limits_consumer_lease_takeovers_total") or 0 for found in scraped.values())
+    assert takeovers >= len(lost)
     reference = replayed(tmp_path, fleet.records)
     wait_for(lambda: fleet.exact(reference), 60, "the export of a plain replay")
     assert fleet.store.stats().applied == len(fleet.records)  # nothing applied twice, nothing lost

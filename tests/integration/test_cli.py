@@ -226,6 +226,7 @@ def test_stats_json(run: Any, store: str, tmp_path: Path) -> None:
         "ignored": 1,
         "parked": 1,
         "deadLettered": 0,
+        "leases": [],
     }
     table = run("stats", "--store", store).out.splitlines()
     assert table[0] == "applied 5, skipped 1, ignored 1, parked 1, dead-lettered 0"

@@ -14,6 +14,7 @@ import typer
 # Each module registers its commands on ``app``.
 from user_limits.cli import build_lambda as _build_lambda  # noqa: F401
 from user_limits.cli import check_config as _check_config  # noqa: F401
+from user_limits.cli import lease_commands as _lease_commands  # noqa: F401
 from user_limits.cli import parked_commands as _parked_commands  # noqa: F401
 from user_limits.cli import projection_commands as _projection_commands  # noqa: F401
 from user_limits.cli import recover_command as _recover_command  # noqa: F401
