@@ -171,8 +171,9 @@ class LeaseKeeper:
             self.log("lease-taken", consumer=me, shard=after.shard_id, previousHolder=before.holder)
             if before.holder is not None and self.observer is not None:
                 self.observer.lease_taken_over()
-        for lease in lost:
-            self.log("lease-lost", consumer=me, shard=lease.shard_id)
+        # Lost: a renewal refused, or a lease of ours the store shows in another's hands.
+        for shard_id in sorted({lease.shard_id for lease in lost} | (set(mine) - set(held))):
+            self.log("lease-lost", consumer=me, shard=shard_id)
         with self._lock:
             # A shard finished by the loop during this round stays released.
             self._held = {shard_id: lease for shard_id, lease in held.items() if shard_id not in self._finished}
