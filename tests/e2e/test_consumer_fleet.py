@@ -2,7 +2,8 @@
 resharding, and a paused consumer that cannot commit for a shard it lost.
 
 Each consumer is a real process (kill -9 and SIGSTOP need one), with short leases (3 s, renewed
-every second). A result is exact when the store's export equals a plain replay of the same records.
+every second), into each store that holds a fleet (SQLite, PostgreSQL, DynamoDB). A result is
+exact when the store's export equals a plain replay of the same records.
 """
 
 from __future__ import annotations
@@ -132,9 +133,11 @@ class Fleet:
         self.store.close()
 
 
-@pytest.fixture
-def fleet(kinesis_local: KinesisLocalServer, tmp_path: Path) -> Iterator[Fleet]:
-    running = Fleet(kinesis_local, f"sqlite:///{tmp_path}/store.db", tmp_path)
+@pytest.fixture(params=["sqlite", "postgres", "dynamodb"])
+def fleet(kinesis_local: KinesisLocalServer, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Fleet]:
+    kind = request.param
+    url = f"sqlite:///{tmp_path}/store.db" if kind == "sqlite" else request.getfixturevalue(f"{kind}_store_url")
+    running = Fleet(kinesis_local, url, tmp_path)
     yield running
     running.close()
 
