@@ -84,6 +84,7 @@ class Fleet:
         self.store = open_store(url)
         self.members: dict[str, Member] = {}
         self.records: list[tuple[str, bytes]] = []
+        self.settled: dict[str, set[str]] = {}  # the holdings balanced() last found
 
     def join(self, name: str, *extra: str) -> Member:
         member = Member(self.kinesis, self.url, self.stream, name, self.folder, *extra)
@@ -109,11 +110,14 @@ class Fleet:
 
     def balanced(self, names: list[str], low: int, high: int) -> bool:
         held = self.holdings()
-        return (
+        if (
             set(held) == set(names)
             and sum(map(len, held.values())) == len(self.open_shards())
             and all(low <= len(shards) <= high for shards in held.values())
-        )
+        ):
+            self.settled = held
+            return True
+        return False
 
     def open_shards(self) -> list[str]:
         return [lease.shard_id for lease in self.leases() if not self._finished(lease.shard_id)]
@@ -176,7 +180,7 @@ def test_the_shards_of_a_consumer_killed_are_taken_over_within_two_leases(fleet:
     for name in ("c1", "c2", "c3"):
         fleet.join(name, *(["--metrics-port", str(ports[name])] if name in ports else []))
     wait_for(lambda: fleet.balanced(["c1", "c2", "c3"], 2, 3), 60, "3 consumers holding 2-3 shards each")
-    lost = fleet.holdings()["c3"]
+    lost = fleet.settled["c3"]
     fleet.members["c3"].process.send_signal(signal.SIGKILL)
     fleet.members["c3"].process.wait()
     killed_at = time.time()
@@ -241,10 +245,10 @@ def test_a_consumer_paused_past_its_lease_cannot_commit_for_the_shards_it_lost(f
     for name in ("c1", "c2", "c3"):
         fleet.join(name)
     reference = replayed(tmp_path, fleet.records)
-    wait_for(lambda: fleet.balanced(["c1", "c2", "c3"], 2, 3), 60, "3 consumers holding 2-3 shards each")
     wait_for(lambda: fleet.exact(reference), 60, "the export of a plain replay")
+    wait_for(lambda: fleet.balanced(["c1", "c2", "c3"], 2, 3), 60, "3 consumers holding 2-3 shards each")
     paused = fleet.members["c3"]
-    lost = fleet.holdings()["c3"]
+    lost = fleet.settled["c3"]
     paused.process.send_signal(signal.SIGSTOP)
     try:
         # Records for c3's shards arrive while it sleeps; c1 and c2 take its shards and apply them.

@@ -114,7 +114,10 @@ class LeaseKeeper:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.options.renew_interval):
+        # At a fixed rate, not a fixed pause: a slow round does not push the next renewal later.
+        due = time.monotonic() + self.options.renew_interval
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            due = max(due + self.options.renew_interval, time.monotonic())
             self._round()
 
     def _round(self) -> None:
@@ -150,9 +153,16 @@ class LeaseKeeper:
         if self._listed_at is None or now - self._listed_at >= self.shard_sync_interval:
             self._shards = self.list_shards()
             self._listed_at = now
+        # Only a parent can be finished (a closed shard has children): one read each, until it is.
+        parents = {p for shard in self._shards for p in (shard.parent, shard.adjacent_parent) if p is not None}
         for shard in self._shards:
-            if shard.shard_id not in self._finished and is_finished(self.checkpoint(self.stream, shard.shard_id)):
-                self._finished.add(shard.shard_id)
+            shard_id = shard.shard_id
+            if (
+                shard_id in parents
+                and shard_id not in self._finished
+                and is_finished(self.checkpoint(self.stream, shard_id))
+            ):
+                self._finished.add(shard_id)
         open_shards = eligible(self._shards, self._finished.__contains__)
         leases = {lease.shard_id: lease for lease in self.table.leases(self.stream)}
         for shard_id in open_shards:
@@ -180,6 +190,10 @@ class LeaseKeeper:
         self.rounds += 1
         if self.observer is not None:
             self.observer.leases_held(len(held))
+        spent = time.monotonic() - now
+        if spent > self.options.renew_interval:
+            # Rounds this slow let leases lapse between renewals: the store or Kinesis is overloaded.
+            self.log("lease-round-slow", seconds=round(spent, 3), renewInterval=self.options.renew_interval)
 
 
 __all__ = ["LeaseKeeper", "LeaseObserver", "LeaseOptions"]
