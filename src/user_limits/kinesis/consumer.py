@@ -372,7 +372,9 @@ class Consumer:
         assert self.keeper is not None
         held = self.keeper.held()
         self.listed = self.keeper.rounds > 0
-        for shard_id in [shard_id for shard_id in self.readers if shard_id not in held]:
+        # A lease lost, or lost and taken again since (a new counter): its reader goes.
+        gone = [s for s, reader in self.readers.items() if s not in held or reader.guard != held[s].guard()]
+        for shard_id in gone:
             del self.readers[shard_id]
             self.log("shard-dropped", shard=shard_id, consumer=self.keeper.options.consumer_id)
         started = False

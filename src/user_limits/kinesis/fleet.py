@@ -1,12 +1,14 @@
-"""The consumer's side of a fleet: a thread that renews, takes and steals leases every round.
+"""The consumer's side of a fleet: threads that renew, take and steal leases.
 
-:class:`LeaseKeeper` runs one round every ``lease_seconds / 3`` (as KCL renews): it lists the
+:class:`LeaseKeeper` runs two threads, as KCL's renewer and taker. Every ``lease_seconds / 3``
+the renewer renews each lease held (one conditional write each, nothing read), and the taker lists the
 shards (again every shard-sync interval, or when a shard of ours finished), creates a free lease
 for each shard that may be leased now (:func:`~user_limits.kinesis.leases.eligible`: not finished,
 parents finished), reads the stream's leases, and writes what
 :func:`~user_limits.kinesis.leases.decide` says. What it holds afterwards is published to the
 consumer's loop, which starts a reader for each lease gained and drops the reader of each lease
-lost. Renewals run on their own thread so that a long batch does not let a lease lapse.
+lost. Renewals run on their own thread so that neither a long batch nor a slow listing lets a
+lease lapse.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._held: dict[str, Lease] = {}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._shards: list[Shard] = []
         self._listed_at: float | None = None
         self._finished: set[str] = set()
@@ -106,31 +108,37 @@ class LeaseKeeper:
         if lease is not None:
             self._release(lease)
 
-    # -- the thread
+    # -- the threads
 
     def start(self) -> None:
-        self._round()  # the first round before the loop starts, so it has leases to read
-        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
-        self._thread.start()
+        """One round before the loop starts (so it has leases to read), then the two threads."""
+        self._guarded(self.round)
+        self._threads = [
+            threading.Thread(target=self._every, args=(self.renew,), name="lease-renewer", daemon=True),
+            threading.Thread(target=self._every, args=(self.take,), name="lease-taker", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
-        # At a fixed rate, not a fixed pause: a slow round does not push the next renewal later.
-        due = time.monotonic() + self.options.renew_interval
+    def _every(self, work: Callable[[], None]) -> None:
+        # At a fixed rate, not a fixed pause: a slow call does not push the next one later.
+        interval = self.options.renew_interval
+        due = time.monotonic() + interval
         while not self._stop.wait(max(0.0, due - time.monotonic())):
-            due = max(due + self.options.renew_interval, time.monotonic())
-            self._round()
+            due = max(due + interval, time.monotonic())
+            self._guarded(work)
 
-    def _round(self) -> None:
+    def _guarded(self, work: Callable[[], None]) -> None:
         try:
-            self.round()
+            work()
         except Exception as error:  # a store or Kinesis that fails: held leases lapse, try again
             self.log("lease-round-failed", error=f"{type(error).__name__}: {error}")
 
     def stop(self) -> None:
         """Stop renewing and release every lease held, so another consumer takes them at once."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        for thread in self._threads:
+            thread.join()
         with self._lock:
             leases, self._held = list(self._held.values()), {}
         for lease in leases:
@@ -146,8 +154,50 @@ class LeaseKeeper:
         except Exception as error:  # it expires on its own
             self.log("lease-release-failed", shard=lease.shard_id, error=f"{type(error).__name__}: {error}")
 
+    # -- the work
+
     def round(self) -> None:
-        """List (when due), open the eligible shards' leases, decide, write, publish."""
+        """Renew, then take: what each thread does, in one call."""
+        self.renew()
+        self.take()
+
+    def renew(self) -> None:
+        """Renew every lease held (a write each, conditional on holder and counter); a refusal is a loss.
+
+        Apart from :meth:`take`, and on its own thread, so that a slow listing or store read never
+        lets a lease lapse.
+        """
+        started = time.monotonic()
+        with self._lock:
+            mine = dict(self._held)
+        until = self.wall_ms() + int(self.options.lease_seconds * 1000)
+        renewed: dict[str, Lease] = {}
+        refused: list[str] = []
+        for shard_id, lease in mine.items():
+            new = lease.renewed(until)
+            if self.table.write_lease(lease, new):
+                renewed[shard_id] = new
+            else:
+                refused.append(shard_id)
+        with self._lock:
+            for shard_id, new in renewed.items():
+                if shard_id in self._held and self._held[shard_id].counter == new.counter:
+                    self._held[shard_id] = new
+            lost = [s for s in refused if self._held.get(s) == mine[s] and s not in self._finished]
+            for shard_id in lost:
+                del self._held[shard_id]
+            count = len(self._held)
+        for shard_id in lost:
+            self.log("lease-lost", consumer=self.options.consumer_id, shard=shard_id)
+        if self.observer is not None:
+            self.observer.leases_held(count)
+        spent = time.monotonic() - started
+        if spent > self.options.renew_interval:
+            # Renewals this slow let leases lapse: the store is overloaded.
+            self.log("lease-renewal-slow", seconds=round(spent, 3), renewInterval=self.options.renew_interval)
+
+    def take(self) -> None:
+        """List (when due), open the eligible shards' leases, then take free ones and steal one if due."""
         me = self.options.consumer_id
         now = time.monotonic()
         if self._listed_at is None or now - self._listed_at >= self.shard_sync_interval:
@@ -172,28 +222,28 @@ class LeaseKeeper:
             leases = {lease.shard_id: lease for lease in self.table.leases(self.stream)}
         now_ms = self.wall_ms()
         with self._lock:
-            # Ours as we last wrote them (a renewal read back could race our own release).
             mine = dict(self._held)
+        # Ours as the renewer last wrote them; a lease the store shows in another's hands is lost.
         current = [mine.get(shard_id, lease) if lease.holder == me else lease for shard_id, lease in leases.items()]
         decision = decide(me, current, open_shards, now_ms)
-        held, gained, lost = apply_decision(self.table, me, decision, now_ms + int(self.options.lease_seconds * 1000))
+        decision.renew = []  # the renewer's
+        held, gained, _ = apply_decision(self.table, me, decision, now_ms + int(self.options.lease_seconds * 1000))
         for before, after in gained:
             self.log("lease-taken", consumer=me, shard=after.shard_id, previousHolder=before.holder)
             if before.holder is not None and self.observer is not None:
                 self.observer.lease_taken_over()
-        # Lost: a renewal refused, or a lease of ours the store shows in another's hands.
-        for shard_id in sorted({lease.shard_id for lease in lost} | (set(mine) - set(held))):
-            self.log("lease-lost", consumer=me, shard=shard_id)
         with self._lock:
-            # A shard finished by the loop during this round stays released.
-            self._held = {shard_id: lease for shard_id, lease in held.items() if shard_id not in self._finished}
+            lost = [s for s, lease in mine.items() if leases.get(s, lease).holder != me and self._held.get(s) == lease]
+            for shard_id in lost:
+                del self._held[shard_id]
+            # A shard finished by the loop meanwhile stays released.
+            self._held.update({s: lease for s, lease in held.items() if s not in self._finished})
+            count = len(self._held)
+        for shard_id in lost:
+            self.log("lease-lost", consumer=me, shard=shard_id)
         self.rounds += 1
         if self.observer is not None:
-            self.observer.leases_held(len(held))
-        spent = time.monotonic() - now
-        if spent > self.options.renew_interval:
-            # Rounds this slow let leases lapse between renewals: the store or Kinesis is overloaded.
-            self.log("lease-round-slow", seconds=round(spent, 3), renewInterval=self.options.renew_interval)
+            self.observer.leases_held(count)
 
 
 __all__ = ["LeaseKeeper", "LeaseObserver", "LeaseOptions"]
