@@ -147,3 +147,16 @@ def test_a_round_that_fails_is_logged_and_the_next_one_retries() -> None:
     assert log[0][0] == "lease-round-failed" and a.rounds == 0
     a._guarded(a.round)
     assert set(a.held()) == {"s0"} and a.rounds == 1
+
+
+def test_a_consumer_restarted_under_the_same_id_takes_its_leases_back_at_once() -> None:
+    table = Table([])
+    clock = Clock()
+    observer = Observer()
+    keeper(table, "a", [Shard("s0"), Shard("s1")], clock).round()
+    clock.ms += 1000  # still live: no one else may take them yet
+    again = keeper(table, "a", [Shard("s0"), Shard("s1")], clock, observer=observer)
+    again.round()
+    assert set(again.held()) == {"s0", "s1"}
+    assert {lease.counter for lease in table.leases()} == {2}
+    assert observer.takeovers == 0

@@ -227,10 +227,15 @@ class LeaseKeeper:
         current = [mine.get(shard_id, lease) if lease.holder == me else lease for shard_id, lease in leases.items()]
         decision = decide(me, current, open_shards, now_ms)
         decision.renew = []  # the renewer's
+        # Ours in the store but not held here: a consumer restarted under the same id. Taken back
+        # (a conditional write on our own name), they count towards the share decide() computed.
+        open_ids = set(open_shards)
+        orphans = [lease for s, lease in leases.items() if lease.holder == me and s not in mine and s in open_ids]
+        decision.take = orphans + decision.take
         held, gained, _ = apply_decision(self.table, me, decision, now_ms + int(self.options.lease_seconds * 1000))
         for before, after in gained:
             self.log("lease-taken", consumer=me, shard=after.shard_id, previousHolder=before.holder)
-            if before.holder is not None and self.observer is not None:
+            if before.holder not in (None, me) and self.observer is not None:
                 self.observer.lease_taken_over()
         with self._lock:
             lost = [s for s, lease in mine.items() if leases.get(s, lease).holder != me and self._held.get(s) == lease]
