@@ -382,6 +382,11 @@ class Consumer:
         for shard_id, lease in held.items():
             if shard_id in self.readers or shard_id in self.finished:
                 continue
+            if is_finished(self.checkpoints.checkpoint(self.options.stream, shard_id)):
+                # Finished by its last holder after this consumer's keeper read it open: let it go.
+                self.finished.add(shard_id)
+                self.keeper.finished(shard_id)
+                continue
             reader = ShardReader(shard_id, parents.get(shard_id, False), self)
             reader.guard = lease.guard()
             self.readers[shard_id] = reader
