@@ -116,7 +116,7 @@ def test_leases_lists_shard_holder_expiry_and_checkpoint(run: Any, tmp_path: Pat
     ]
     assert json.loads(run("stats", "--json", "--store", url).out)["leases"] == listed
     table = run("leases", "--store", url).out
-    assert "c1" in table and "2100-01-01 00:00 UTC" in table and "finished" in table
+    assert "c1" in table and "2100-01-01 00:00:00 UTC (in " in table and "finished" in table
     assert table.splitlines()[-1] == "3 leases, 1 live consumers"
 
 

@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from rich.table import Table
 from rich.text import Text
 
 from user_limits.bootstrap import open_store, store_url
 from user_limits.cli.app import JsonOption, StoreOption, app
-from user_limits.cli.render import console, shown, when
+from user_limits.cli.render import console, shown
 from user_limits.kinesis.leases import LeaseTable
 from user_limits.kinesis.shards import is_finished
 from user_limits.stores.base import LimitStore
@@ -46,6 +47,17 @@ def lease_list(store: LimitStore) -> list[dict[str, object]]:
     return listed
 
 
+def _expiry(expires_ms: int, now_ms: int) -> str:
+    """To the second (leases last seconds), and how far off."""
+    try:
+        text = datetime.fromtimestamp(expires_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (ValueError, OverflowError, OSError):
+        text = f"{expires_ms} ms"
+    if expires_ms <= now_ms:
+        return f"{text} (expired)"
+    return f"{text} (in {(expires_ms - now_ms) // 1000}s)"
+
+
 @app.command()
 def leases(store: StoreOption = None, json: JsonOption = False) -> None:
     """List the consumer fleet's leases: shard, holder, expiry, checkpoint."""
@@ -75,7 +87,7 @@ def leases(store: StoreOption = None, json: JsonOption = False) -> None:
             position = "finished"
         elif isinstance(checkpoint, dict):
             position = str(checkpoint["sequenceNumber"])
-        expiry = "-" if not isinstance(expires, int) else when(expires) + ("" if expires > now_ms else " (expired)")
+        expiry = "-" if not isinstance(expires, int) else _expiry(expires, now_ms)
         table.add_row(
             Text(shown(lease["stream"])), Text(shown(lease["shard"])),
             Text("-" if holder is None else shown(holder)), Text(expiry), Text(position),
