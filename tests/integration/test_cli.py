@@ -230,6 +230,7 @@ def test_stats_json(run: Any, sqlite_url: str, tmp_path: Path) -> None:
         "parked": 1,
         "deadLettered": 0,
         "drifted": 1,  # L1's progress change says 0 remain, not 9787.60
+        "leases": [],
     }
     table = run("stats", "--store", sqlite_url).out.splitlines()
     assert table[0] == "applied 5, skipped 1, ignored 1, parked 1, dead-lettered 0, drifted 1"

@@ -282,3 +282,14 @@ def test_consume_metrics_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith(f"user-limits: error: --metrics-port {port}: cannot listen")
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_consumer_lease_metrics() -> None:
+    metrics = ConsumerMetrics()
+    metrics.leases_held(3)
+    metrics.lease_taken_over()
+    metrics.lease_taken_over()
+    metrics.leases_held(4)
+    found = samples(metrics.exposition().decode())
+    assert value(found, "user_limits_consumer_leases_held") == 4
+    assert value(found, "user_limits_consumer_lease_takeovers_total") == 2

@@ -308,7 +308,16 @@ def test_parked_oldest_age_in_stats(run: Any, parked_store: Any, tmp_path: Any) 
     stats = json.loads(run("stats", "--json", "--store", url).out)
     after = clock_ms()
     oldest = min(e["createdAt"] for e in events)  # L2's, at position 3
-    assert list(stats) == ["applied", "skipped", "ignored", "parked", "deadLettered", "drifted", "parkedOldestAgeMs"]
+    assert list(stats) == [
+        "applied",
+        "skipped",
+        "ignored",
+        "parked",
+        "deadLettered",
+        "drifted",
+        "parkedOldestAgeMs",
+        "leases",
+    ]
     assert before - oldest <= stats["parkedOldestAgeMs"] <= after - oldest
     assert "oldest parked event: " in run("stats", "--store", url).out
     # Nothing parked any more: null.

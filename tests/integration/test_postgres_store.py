@@ -101,7 +101,7 @@ def test_init_applies_the_migrations_once(postgres_database: str, postgres_serve
     assert PASSWORD not in first + second and "***" in first
     with psycopg.connect(postgres_database) as connection:
         rows = connection.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
-    assert rows == [(1, "initial"), (2, "decimal_text"), (3, "drift")]
+    assert rows == [(1, "initial"), (2, "decimal_text"), (3, "drift"), (4, "leases")]
 
 
 def column_types(url: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ from user_limits.cli import build_lambda as _build_lambda  # noqa: F401
 from user_limits.cli import check_config as _check_config  # noqa: F401
 from user_limits.cli import dead_letter_commands as _dead_letter_commands  # noqa: F401
 from user_limits.cli import drift_command as _drift_command  # noqa: F401
+from user_limits.cli import lease_commands as _lease_commands  # noqa: F401
 from user_limits.cli import migrate_command as _migrate_command  # noqa: F401
 from user_limits.cli import parked_commands as _parked_commands  # noqa: F401
 from user_limits.cli import projection_commands as _projection_commands  # noqa: F401

@@ -12,6 +12,7 @@ import typer
 from user_limits.bootstrap import open_store, store_url
 from user_limits.cli import archive_replay
 from user_limits.cli.app import JsonOption, StoreOption, app
+from user_limits.cli.lease_commands import lease_list
 from user_limits.cli.parked_commands import age_text, now_ms
 from user_limits.cli.render import (
     console,
@@ -144,17 +145,20 @@ def show(
 
 @app.command()
 def stats(store: StoreOption = None, json: JsonOption = False) -> None:
-    """Print the counters: applied, skipped, ignored, parked (waiting now), deadLettered, drifted."""
+    """Print the counters: applied, skipped, ignored, parked (waiting now), deadLettered, drifted.
+
+    --json adds the age of the oldest parked event and the leases."""
     target = open_store(store_url(store))
     try:
         totals = target.stats()
         # A full read of the parked events, for their createdAt: no store keeps the oldest yet.
         # Cheap while few events wait; a store may keep it one day if many do.
         oldest = oldest_age_ms(target.parked_events(), now_ms()) if totals.waiting else None
+        leases = lease_list(target) if json else []
     finally:
         target.close()
     if json:
-        _print_json({**totals.as_json(), "parkedOldestAgeMs": oldest})
+        _print_json({**totals.as_json(), "parkedOldestAgeMs": oldest, "leases": leases})
         return
     out = console()
     out.print(totals_line(totals))

@@ -5,7 +5,9 @@ boto3 is imported when one of these commands runs, never when the CLI starts.
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +16,7 @@ import typer
 from user_limits.bootstrap import open_store, processor, store_url
 from user_limits.cli.app import StoreOption, app
 from user_limits.errors import UserError
+from user_limits.kinesis.fleet import LeaseOptions
 from user_limits.kinesis.shards import Assignment
 
 if TYPE_CHECKING:
@@ -52,10 +55,27 @@ def consume(
             "--stop-when-idle", metavar="SECONDS", min=0, help="Exit once every shard is caught up that long."
         ),
     ] = None,
-    worker: Annotated[int, typer.Option("--worker", min=0, help="This consumer's index among --workers.")] = 0,
+    worker: Annotated[
+        int | None, typer.Option("--worker", min=0, help="This consumer's index among --workers (default 0).")
+    ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Consumers sharing the stream (shard number mod N).")
-    ] = 1,
+        int | None,
+        typer.Option("--workers", min=1, help="Consumers sharing the stream (shard number mod N; default 1)."),
+    ] = None,
+    lease: Annotated[
+        bool,
+        typer.Option("--lease", help="Share the shards with the other --lease consumers of this stream and store."),
+    ] = False,
+    consumer_id: Annotated[
+        str | None,
+        typer.Option("--consumer-id", metavar="ID", help="This consumer's name in the leases (default host:pid)."),
+    ] = None,
+    lease_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--lease-seconds", metavar="N", help="How long a lease lasts unrenewed (default 30); renewed every third."
+        ),
+    ] = None,
     shard_refresh: Annotated[
         float, typer.Option("--shard-refresh", min=0.1, help="Seconds between shard listings (resharding).")
     ] = 10.0,
@@ -70,7 +90,7 @@ def consume(
 ) -> None:
     """Read every shard of a Kinesis stream into the store, checkpointing with each batch.
 
-    SIGINT or SIGTERM stop it after the batch in hand.
+    SIGINT or SIGTERM stop it after the batch in hand (and release its leases).
     """
     from user_limits.aws import check_endpoint, check_region
     from user_limits.kinesis.client import kinesis_client
@@ -80,7 +100,8 @@ def consume(
     check_region(region)
     # The flags in the consumer's terms, each refused in the flag's own terms.
     initial_position = _initial_position(start)
-    assignment = _assignment(worker, workers)
+    assignment = _assignment(worker, workers, lease)
+    lease_options = _lease_options(lease, consumer_id, lease_seconds)
     options = ConsumerOptions(
         stream,
         initial_position=initial_position,
@@ -90,6 +111,7 @@ def consume(
         assignment=assignment,
         shard_sync_interval=shard_refresh,
         report_interval=log_interval,
+        lease=lease_options,
     )
     metrics = _consumer_metrics(metrics_port, metrics_host)
     target = open_store(store_url(store))
@@ -99,7 +121,18 @@ def consume(
             from user_limits.observability.metrics import MeteredProcessor
 
             batches = MeteredProcessor(batches, metrics)
-        consumer = Consumer(kinesis_client(endpoint, region), batches, target, options)
+        leases = None
+        if lease_options is not None:
+            from user_limits.kinesis.leases import LeaseTable
+
+            if not isinstance(target, LeaseTable):
+                raise UserError(
+                    f"--lease: the store {target.url} cannot hold leases; use SQLite, PostgreSQL or DynamoDB"
+                )
+            leases = target
+        consumer = Consumer(
+            kinesis_client(endpoint, region), batches, target, options, leases=leases, lease_observer=metrics
+        )
 
         def on_signal(signum: int, frame: Any) -> None:
             consumer.stop()
@@ -136,10 +169,27 @@ def _initial_position(start: str) -> str:
     return START_POSITIONS[start]
 
 
-def _assignment(worker: int, workers: int) -> Assignment:
+def _assignment(worker: int | None, workers: int | None, lease: bool) -> Assignment:
+    if lease and (worker is not None or workers is not None):
+        raise UserError("--lease and --worker/--workers are exclusive: leases share the shards, give no static share")
+    worker, workers = worker or 0, workers or 1
     if not 0 <= worker < workers:
         raise UserError(f"--worker {worker} --workers {workers}: need 0 <= worker < workers")
     return Assignment(worker, workers)
+
+
+def _lease_options(lease: bool, consumer_id: str | None, lease_seconds: float | None) -> LeaseOptions | None:
+    if not lease:
+        for flag, value in (("--consumer-id", consumer_id), ("--lease-seconds", lease_seconds)):
+            if value is not None:
+                raise UserError(f"{flag} needs --lease")
+        return None
+    if consumer_id is not None and (not consumer_id.strip() or not consumer_id.isprintable()):
+        raise UserError(f"--consumer-id {consumer_id!r}: give a non-blank name of printable characters")
+    seconds = 30.0 if lease_seconds is None else lease_seconds
+    if not 1 <= seconds <= 86_400:  # NaN and inf fail too
+        raise UserError(f"--lease-seconds {lease_seconds}: give 1 to 86400")
+    return LeaseOptions(consumer_id or f"{socket.gethostname()}:{os.getpid()}", seconds)
 
 
 def _max_records(batch_size: int) -> int:

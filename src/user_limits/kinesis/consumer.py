@@ -17,9 +17,11 @@ Split along the seam the Kinesis Client Library draws:
   sub-record) is always at a record boundary and AFTER_SEQUENCE_NUMBER resumes exactly after it.
 - Resharding: a shard starts only once its parents are finished; a closed shard read to its end is
   marked finished by a checkpoint with sub-sequence ``SHARD_END``, committed through the store.
-- Sharing: static assignment (worker I of N, by shard number). Two consumers that overlap on a
-  shard are safe, only wasteful: checkpoints only move forward and every limit write is conditional
-  on its stored sequence number.
+- Sharing: static assignment (worker I of N, by shard number), or leases in the store
+  (:mod:`.fleet`): the loop reads the shards whose leases it holds, each checkpoint carries the
+  lease's guard, and a commit refused as :class:`LeaseLost` drops the shard, never retried. Two
+  consumers that overlap on a shard are safe, only wasteful: checkpoints only move forward and
+  every limit write is conditional on its stored sequence number.
 - Failures: a commit that fails, a throttled call or an expired iterator stops that shard, backs
   off with jitter and re-reads from the stored checkpoint, never from an older position.
 """
@@ -39,10 +41,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from user_limits.errors import UserError
 from user_limits.kinesis.client import THROTTLED, error_code, full_jitter
+from user_limits.kinesis.fleet import LeaseKeeper, LeaseObserver, LeaseOptions
+from user_limits.kinesis.leases import LeaseTable
 from user_limits.kinesis.records import records_from_get_records
 from user_limits.kinesis.shards import Assignment, Shard, end_of_shard, is_finished, plan
 from user_limits.stream.batch import BatchResult
-from user_limits.stream.records import Checkpoint, Counts, StreamRecord
+from user_limits.stream.records import Checkpoint, Counts, LeaseGuard, LeaseLost, StreamRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -89,6 +93,8 @@ class ConsumerOptions:
     shard_sync_interval: float = 10.0
     # Seconds between report lines.
     report_interval: float = 10.0
+    # Shards shared by leases in the store instead of the static assignment.
+    lease: LeaseOptions | None = None
 
     def __post_init__(self) -> None:
         if self.initial_position not in INITIAL_POSITIONS:
@@ -130,6 +136,10 @@ class ShardReader:
         self.finished = False
         # Where to re-read a failed batch from when the shard has no checkpoint yet.
         self.retry_at: str | None = None
+        # The lease every checkpoint of this shard is conditional on (in a fleet).
+        self.guard: LeaseGuard | None = None
+        # The store refused a commit: the lease is another consumer's now.
+        self.lost = False
 
     def _stored(self) -> Checkpoint | None:
         return self.consumer.checkpoints.checkpoint(self.consumer.options.stream, self.shard_id)
@@ -183,8 +193,12 @@ class ShardReader:
         if records:
             last = records[-1]
             assert last.sequence_number is not None
-            checkpoint = Checkpoint(options.stream, self.shard_id, last.sequence_number, last.sub_sequence_number or 0)
+            checkpoint = Checkpoint(
+                options.stream, self.shard_id, last.sequence_number, last.sub_sequence_number or 0, self.guard
+            )
             result = consumer.processor.process(records, checkpoint=checkpoint)
+            if isinstance(result.error, LeaseLost):
+                return self._lose()
             if result.error is not None:
                 if self._stored() is None:
                     self.retry_at = records[0].sequence_number
@@ -206,12 +220,20 @@ class ShardReader:
             self.not_before = consumer.clock() + options.idle_time_between_reads
         return bool(records)
 
+    def _lose(self) -> bool:
+        """The lease is gone (the store refused the commit): stop reading, and never retry."""
+        self.lost = True
+        self.iterator = None
+        self.consumer.log("checkpoint-refused", shard=self.shard_id, consumer=self.guard.holder if self.guard else None)
+        return False
+
     def _finish(self) -> bool:
         """The shard is closed and read to its end: checkpoint its end so its children may start."""
         try:
-            self.consumer.processor.commit_checkpoint(
-                end_of_shard(self.consumer.options.stream, self.shard_id, self._stored())
-            )
+            end = end_of_shard(self.consumer.options.stream, self.shard_id, self._stored())
+            self.consumer.processor.commit_checkpoint(end._replace(lease=self.guard))
+        except LeaseLost:
+            return self._lose()
         except Exception as error:
             self._back_off("commit-failed", error=f"{type(error).__name__}: {error}")
             return False
@@ -231,6 +253,8 @@ class Consumer:
         options: ConsumerOptions,
         log: Callable[..., None] = log_line,
         clock: Callable[[], float] = time.monotonic,
+        leases: LeaseTable | None = None,
+        lease_observer: LeaseObserver | None = None,
     ) -> None:
         self.client = client
         self.processor = processor
@@ -244,6 +268,14 @@ class Consumer:
         self._stop = threading.Event()
         self.stream_arn: str | None = None
         self.listed = False  # a consumer that could not list the shards yet is not idle
+        self.keeper: LeaseKeeper | None = None
+        if options.lease is not None:
+            if leases is None:
+                raise ValueError("a consumer with leases needs a lease table")
+            self.keeper = LeaseKeeper(
+                leases, checkpoints.checkpoint, self.list_shards, options.stream, options.lease,
+                options.shard_sync_interval, log, lease_observer,
+            )  # fmt: skip
 
     def stop(self) -> None:
         """Stop after the batch in hand (safe from a signal handler)."""
@@ -253,14 +285,30 @@ class Consumer:
         options = self.options
         self.stream_arn = self._describe()
         assignment = options.assignment
-        self.log("started", stream=options.stream, worker=assignment.worker, workers=assignment.workers)
+        if options.lease is not None:
+            self.log("started", stream=options.stream, consumer=options.lease.consumer_id, lease=True)
+        else:
+            self.log("started", stream=options.stream, worker=assignment.worker, workers=assignment.workers)
+        try:
+            if self.keeper is not None:
+                self.keeper.start()
+            return self._run()
+        finally:
+            if self.keeper is not None:
+                self.keeper.stop()  # after the batch in hand: the leases go at once to another consumer
+
+    def _run(self) -> Tally:
+        options = self.options
         next_sync = 0.0
         last_activity = self.clock()
         next_report = self.clock() + options.report_interval
         reported = (self.clock(), 0)
         while not self._stop.is_set():
             now = self.clock()
-            if now >= next_sync:
+            if self.keeper is not None:
+                if self._sync_leases():
+                    last_activity = now
+            elif now >= next_sync:
                 if self._sync_shards():
                     last_activity = now
                 next_sync = now + options.shard_sync_interval
@@ -269,10 +317,16 @@ class Consumer:
                     break
                 if reader.poll():
                     last_activity = self.clock()
-                if reader.finished:
+                if reader.lost:
+                    del self.readers[reader.shard_id]
+                    if self.keeper is not None:
+                        self.keeper.drop(reader.shard_id)
+                elif reader.finished:
                     del self.readers[reader.shard_id]
                     self.finished.add(reader.shard_id)
                     next_sync = 0.0  # its children may start now
+                    if self.keeper is not None:
+                        self.keeper.finished(reader.shard_id)
             now = self.clock()
             if now >= next_report:
                 reported = self._report(reported)
@@ -286,6 +340,8 @@ class Consumer:
                 self.log("idle", seconds=options.stop_after_idle)
                 break
             wake = min([r.not_before for r in self.readers.values()] + [next_sync, next_report])
+            if options.lease is not None:  # look at the keeper's leases again soon
+                wake = min(wake, now + options.lease.renew_interval / 2)
             if wake > now:
                 self._stop.wait(wake - now)
         self._report(reported)
@@ -301,8 +357,42 @@ class Consumer:
             recordsPerSecond=round((records - since[1]) / elapsed, 1),
             **self.tally.counts.as_json(),
             millisBehindLatest={r.shard_id: r.behind_ms for r in self.readers.values()},
+            **self._holding(),
         )
         return now, records
+
+    def _holding(self) -> dict[str, object]:
+        """In a fleet, which shards this consumer holds (the progress line says)."""
+        if self.options.lease is None:
+            return {}
+        return {"consumer": self.options.lease.consumer_id, "shards": sorted(self.readers)}
+
+    def _sync_leases(self) -> bool:
+        """Start a reader for each lease gained, drop the reader of each lease lost; True if any started."""
+        assert self.keeper is not None
+        held = self.keeper.held()
+        self.listed = self.keeper.rounds > 0
+        # A lease lost, or lost and taken again since (a new counter): its reader goes.
+        gone = [s for s, reader in self.readers.items() if s not in held or reader.guard != held[s].guard()]
+        for shard_id in gone:
+            del self.readers[shard_id]
+            self.log("shard-dropped", shard=shard_id, consumer=self.keeper.options.consumer_id)
+        started = False
+        parents = self.keeper.parents()
+        for shard_id, lease in held.items():
+            if shard_id in self.readers or shard_id in self.finished:
+                continue
+            if is_finished(self.checkpoints.checkpoint(self.options.stream, shard_id)):
+                # Finished by its last holder after this consumer's keeper read it open: let it go.
+                self.finished.add(shard_id)
+                self.keeper.finished(shard_id)
+                continue
+            reader = ShardReader(shard_id, parents.get(shard_id, False), self)
+            reader.guard = lease.guard()
+            self.readers[shard_id] = reader
+            self.log("shard-started", shard=shard_id, consumer=self.keeper.options.consumer_id)
+            started = True
+        return started
 
     def _describe(self) -> str | None:
         try:

@@ -8,7 +8,7 @@ imported by the Lambda handler, which reports through CloudWatch EMF instead.
   path itself: user ids stay out of the labels) and status; their latency; and the store's
   freshness, read from ``asOf`` at each scrape.
 - ``ConsumerMetrics``: per shard, the batch outcome counts, the batch duration and the age of the
-  newest record read (the consumer's lag).
+  newest record read (the consumer's lag); in a fleet, the leases held and the lease takeovers.
 """
 
 from __future__ import annotations
@@ -144,6 +144,16 @@ class ConsumerMetrics:
             ["shard"],
             registry=self.registry,
         )
+        self.held = Gauge(
+            "user_limits_consumer_leases_held",
+            "Shard leases this consumer holds (consume --lease).",
+            registry=self.registry,
+        )
+        self.takeovers = Counter(
+            "user_limits_consumer_lease_takeovers",
+            "Leases this consumer took over from another consumer (expired or stolen; consume --lease).",
+            registry=self.registry,
+        )
 
     def batch(self, shard: str, records: Sequence[StreamRecord], counts: Counts | None, seconds: float) -> None:
         """One batch of ``shard``: its counts when committed (None when it failed), its duration."""
@@ -158,6 +168,12 @@ class ConsumerMetrics:
         for outcome in OUTCOMES:
             self.records.labels(shard, outcome).inc(values.get(outcome, 0))
         self.drifted.labels(shard).inc(values.get("drifted", 0))
+
+    def leases_held(self, count: int) -> None:
+        self.held.set(count)
+
+    def lease_taken_over(self) -> None:
+        self.takeovers.inc()
 
     def exposition(self) -> bytes:
         return exposition(self.registry)

@@ -60,7 +60,7 @@ class MemoryStore:
             cp = outcome.checkpoint
             stored = self._checkpoints.get((cp.stream, cp.shard_id))
             if stored is None or stored.order() < cp.order():
-                self._checkpoints[(cp.stream, cp.shard_id)] = cp
+                self._checkpoints[(cp.stream, cp.shard_id)] = cp._replace(lease=None)
         limits = self._limits
         for key, limit in outcome.states.items():
             stored_limit = limits.get(key)

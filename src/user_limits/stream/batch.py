@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from user_limits.stream.engine import E, EventFamily, decode_batch, project
-from user_limits.stream.records import Checkpoint, CommitError, Counts, Outcome, Snapshot, StreamRecord
+from user_limits.stream.records import Checkpoint, CommitError, Counts, LeaseLost, Outcome, Snapshot, StreamRecord
 
 S = TypeVar("S")
 
@@ -61,9 +61,14 @@ class BatchProcessor(Generic[E, S]):
 
     def commit_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Commit ``checkpoint`` with no records: how a reader marks the end of a shard. Raises
-        what the store raises."""
+        what the store raises; a lease lost as :class:`LeaseLost`, whichever store."""
 
         def only_checkpoint(snapshot: Snapshot[S]) -> Outcome[S]:
             return Outcome(checkpoint=checkpoint)
 
-        self.store.apply_batch({}, only_checkpoint)
+        try:
+            self.store.apply_batch({}, only_checkpoint)
+        except CommitError as error:
+            if isinstance(error.cause, LeaseLost):
+                raise error.cause from error
+            raise

@@ -73,13 +73,27 @@ class ParkedEvent(NamedTuple):
     data: bytes
 
 
+class LeaseGuard(NamedTuple):
+    """The lease a checkpoint is conditional on: a store commits the checkpoint (and the batch with
+    it) only while the shard's lease is still ``holder``'s at ``counter``, checked in the same
+    transaction, so a consumer that lost a shard can never checkpoint past its new holder."""
+
+    holder: str
+    counter: int
+
+
 class Checkpoint(NamedTuple):
-    """The last Kinesis record of a shard whose effect is committed."""
+    """The last Kinesis record of a shard whose effect is committed.
+
+    ``lease``: when set, the commit is refused with :class:`LeaseLost` unless the lease holds.
+    Stores never keep it: a checkpoint read back has none.
+    """
 
     stream: str
     shard_id: str
     sequence_number: str
     sub_sequence_number: int = 0
+    lease: LeaseGuard | None = None
 
     def order(self) -> tuple[int, int]:
         return int(self.sequence_number), self.sub_sequence_number
@@ -153,6 +167,19 @@ class Outcome(Generic[S]):
     # The batch's records after the last one that changed anything: committing nothing for them
     # still moves the checkpoint, so their index is the batch length.
     size: int = 0
+
+
+class LeaseLost(Exception):
+    """The shard's lease is no longer the guard's: the store committed nothing of the batch.
+
+    Not a failure to retry: the consumer drops the shard, which its new holder reads on.
+    """
+
+    def __init__(self, stream: str, shard_id: str, guard: LeaseGuard) -> None:
+        super().__init__(f"lease of {stream}/{shard_id} lost by {guard.holder} (counter {guard.counter})")
+        self.stream = stream
+        self.shard_id = shard_id
+        self.guard = guard
 
 
 class CommitError(Exception):

@@ -21,6 +21,7 @@ Items (``PK``, ``SK``, both strings):
   conflicts between shards) and summed on read. ``META``, ``ASOF``: the newest event time applied.
   ``META``, ``LAYOUT``: the layout version (:meth:`~user_limits.stores.dynamodb.store.DynamoDBStore.migrate`).
 - ``CHECKPOINT``, ``<stream>|<shardId>``: a shard's checkpoint, with a zero-padded ``orderKey``.
+- ``LEASE``, ``<stream>|<shardId>``: a shard's lease in a consumer fleet (:mod:`.leases`).
 
 Here: the keys, the attribute encodings and the packing of large values, as pure functions (no
 client, no I/O) shared by the store, its plan of writes and their tests.

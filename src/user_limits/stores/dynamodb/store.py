@@ -41,11 +41,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from user_limits.domain.model import UserLimit
+from user_limits.kinesis.leases import Lease
 from user_limits.stores.base import StoreError, Totals
 from user_limits.stores.dynamodb.client import RETRIES, backoff, connect, describe, error_code, where
 from user_limits.stores.dynamodb.layout import (
@@ -81,6 +82,7 @@ from user_limits.stores.dynamodb.layout import (
     text_attr,
     unpack,
 )
+from user_limits.stores.dynamodb.leases import LEASES, free_item, guard_check, item_lease, write_update
 from user_limits.stores.dynamodb.plan import VERSION, Placement, Step, Stored, Unit, Writes, fit, transactions
 from user_limits.stores.text import storable, unstored
 from user_limits.stream.records import (
@@ -88,6 +90,8 @@ from user_limits.stream.records import (
     CommitError,
     Counts,
     DeadLetter,
+    LeaseGuard,
+    LeaseLost,
     Outcome,
     ParkedEvent,
     Snapshot,
@@ -354,8 +358,9 @@ class DynamoDBStore:
         return self._run(units, outcome, committed)
 
     def _run(self, units: Sequence[Unit], outcome: Outcome[UserLimit], committed: _Committed) -> dict[str, int]:
-        # One action of each transaction is kept for the counters.
-        groups = transactions(units, TRANSACTION_ACTIONS - 1, TRANSACTION_BYTES)
+        # One action of each transaction is kept for the counters, one more for a lease guard.
+        guarded = outcome.checkpoint is not None and outcome.checkpoint.lease is not None
+        groups = transactions(units, TRANSACTION_ACTIONS - 1 - guarded, TRANSACTION_BYTES)
         conflicts: dict[str, int] = {}
         dropped: set[int] = set()  # id() of the units none of whose remaining steps are written
         for number, group in enumerate(groups):
@@ -394,6 +399,12 @@ class DynamoDBStore:
                 actions.append(self._counters_action(applied, skipped, ignored, drifted))
             if not actions:
                 return
+            checkpoint = outcome.checkpoint
+            if checkpoint is not None and checkpoint.lease is not None:
+                # Last, so that the steps' indexes in CancellationReasons stay theirs.
+                actions.append(
+                    cast("Any", guard_check(self.table, checkpoint.stream, checkpoint.shard_id, checkpoint.lease))
+                )
             try:
                 self._client.transact_write_items(TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
             except ClientError as error:
@@ -401,6 +412,8 @@ class DynamoDBStore:
                     raise
                 reasons = error.response.get("CancellationReasons") or []
                 failed = {n for n, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"}
+                if checkpoint is not None and checkpoint.lease is not None and len(actions) - 1 in failed:
+                    raise LeaseLost(checkpoint.stream, checkpoint.shard_id, checkpoint.lease) from None
                 if failed:
                     steps = _without(steps, failed, conflicts, dropped, committed)
                     continue
@@ -456,6 +469,9 @@ class DynamoDBStore:
                 raise
 
     def _store_checkpoint(self, checkpoint: Checkpoint) -> None:
+        if checkpoint.lease is not None:
+            self._store_guarded_checkpoint(checkpoint, checkpoint.lease)
+            return
         sk = checkpoint_sk(checkpoint.stream, checkpoint.shard_id)
         extra: Item = {
             "sequenceNumber": text_attr(checkpoint.sequence_number),
@@ -487,6 +503,63 @@ class DynamoDBStore:
                 self._store_checkpoint(checkpoint)
         except (ClientError, BotoCoreError) as error:
             raise StoreError(f"DynamoDB table {table}: {error}") from None
+
+    def _store_guarded_checkpoint(self, checkpoint: Checkpoint, guard: LeaseGuard) -> None:
+        """The checkpoint and the check of its lease in one transaction: a newer stored checkpoint
+        wins, a lease lost refuses it (LeaseLost)."""
+        sk = checkpoint_sk(checkpoint.stream, checkpoint.shard_id)
+        values: Item = {
+            ":v": text_attr(checkpoint_order(checkpoint)),
+            ":s": text_attr(checkpoint.sequence_number),
+            ":n": number_attr(checkpoint.sub_sequence_number),
+        }
+        expression = "SET orderKey = :v, sequenceNumber = :s, subSequenceNumber = :n"
+        if "|" not in sk:  # a digest: the stream and shard are kept in the item, as _store_checkpoint does
+            values[":stream"] = text_attr(storable(checkpoint.stream))
+            values[":shard"] = text_attr(storable(checkpoint.shard_id))
+            expression += ", streamName = :stream, shardName = :shard"
+        update = {
+            "TableName": self.table,
+            "Key": item_key(CHECKPOINTS, sk),
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_not_exists(orderKey) OR orderKey < :v",
+            "ExpressionAttributeValues": values,
+        }
+        actions: Any = [guard_check(self.table, checkpoint.stream, checkpoint.shard_id, guard), {"Update": update}]
+        try:
+            self._client.transact_write_items(TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
+        except ClientError as error:
+            if error_code(error) != "TransactionCanceledException":
+                raise
+            codes = [reason.get("Code") for reason in error.response.get("CancellationReasons") or []]
+            if codes[:1] == ["ConditionalCheckFailed"]:
+                raise LeaseLost(checkpoint.stream, checkpoint.shard_id, guard) from None
+            if codes[1:2] != ["ConditionalCheckFailed"]:
+                raise  # a conflict or throttling: the batch is read again from the stored checkpoint
+
+    # -- leases (kinesis.leases.LeaseTable)
+
+    def leases(self, stream: str | None = None) -> list[Lease]:
+        found = [item_lease(item) for item in self._query(LEASES)]
+        return sorted(lease for lease in found if stream is None or lease.stream == stream)
+
+    def create_lease(self, stream: str, shard_id: str) -> None:
+        try:
+            self._client.put_item(
+                TableName=self.table, Item=free_item(stream, shard_id), ConditionExpression="attribute_not_exists(PK)"
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+
+    def write_lease(self, expected: Lease, new: Lease) -> bool:
+        try:
+            self._client.update_item(**write_update(self.table, expected, new))
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
         item = self._get(item_key(CHECKPOINTS, checkpoint_sk(stream, shard_id)))

@@ -8,8 +8,12 @@ injected fault) goes up as it is.
 
 Schema (both dialects, one design): ``user_limits`` (:mod:`.mapping`, indexed by user),
 ``parked_events`` (limit, position), ``dead_letters`` (listed in ``seq`` order, kept once by
-``id``), ``checkpoints`` (stream, shard) and one ``counters`` row holding applied, skipped,
-ignored, drifted and ``as_of``, the newest event time applied.
+``id``), ``checkpoints`` (stream, shard), one ``counters`` row holding applied, skipped,
+ignored, drifted and ``as_of``, the newest event time applied, and ``leases`` (stream, shard:
+holder, counter, expiry), the consumer fleet's (:mod:`user_limits.kinesis.leases`). Every lease
+write is one statement conditional on the holder and counter read; a batch whose checkpoint
+carries a lease guard reads the lease inside its transaction (locked, on PostgreSQL) and commits
+nothing if it changed hands.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from user_limits.domain.model import UserLimit
+from user_limits.kinesis.leases import Lease
 from user_limits.stores.base import StoreError, Totals
 from user_limits.stores.sql.mapping import (
     DEAD_LETTER_NAMES,
@@ -29,7 +34,7 @@ from user_limits.stores.sql.mapping import (
     row_limit,
 )
 from user_limits.stores.text import bounded_reason, storable, unstored
-from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Outcome, ParkedEvent, Snapshot
+from user_limits.stream.records import Checkpoint, Counts, DeadLetter, LeaseLost, Outcome, ParkedEvent, Snapshot
 
 # all_limits reads this many limits a query: each limit once, without holding a read open between pages.
 _PAGE = 5000
@@ -86,6 +91,27 @@ class Statements:
         )
 
     @property
+    def select_lease(self) -> str:
+        return f"SELECT holder, counter FROM leases WHERE stream = {self.p} AND shard_id = {self.p}"
+
+    @property
+    def insert_lease(self) -> str:
+        return (
+            "INSERT INTO leases (stream, shard_id, holder, counter, expires_ms) "
+            f"VALUES ({self.p}, {self.p}, NULL, 0, 0) ON CONFLICT DO NOTHING"
+        )
+
+    @property
+    def write_lease(self) -> str:
+        # Conditional on the holder (NULL for a free lease) and the counter read.
+        p = self.p
+        return (
+            f"UPDATE leases SET holder = {p}, counter = {p}, expires_ms = {p} "
+            f"WHERE stream = {p} AND shard_id = {p} "
+            f"AND (holder = {p} OR (holder IS NULL AND CAST({p} AS TEXT) IS NULL)) AND counter = {p}"
+        )
+
+    @property
     def user_limits(self) -> str:
         return f"SELECT {LIMIT_NAMES} FROM user_limits WHERE user_id = {self.p} ORDER BY user_limit_id"
 
@@ -117,6 +143,7 @@ COUNTERS = "SELECT * FROM counters"
 # The columns of the counters row that are not counters: every other one is (a migration that
 # adds a counter adds a column, and migrate copies it by name).
 _NOT_COUNTERS = frozenset({"singleton", "as_of"})
+LEASES = "SELECT stream, shard_id, holder, counter, expires_ms FROM leases"
 
 
 def snapshot_of(limit_rows: Iterable[Sequence[Any]], parked_rows: Iterable[Sequence[Any]]) -> Snapshot[UserLimit]:
@@ -176,6 +203,9 @@ class SqlStore:
         """Run ``write`` in one transaction of the dialect; a driver error becomes a StoreError."""
         raise NotImplementedError
 
+    # Appended to the guard's read of a lease: PostgreSQL locks the row until the batch commits.
+    lock_lease = ""
+
     # -- errors
 
     def _failed(self, error: Exception) -> StoreError:
@@ -213,6 +243,46 @@ class SqlStore:
         # Last: every batch updates this one row, so its lock is held the shortest.
         newest = max((limit.updated_at for limit in outcome.states.values()), default=None)
         self._add_counts(db, outcome.counts, newest)
+
+    def _hold_lease(self, db: Any, checkpoint: Checkpoint | None) -> None:
+        """Inside the batch's transaction: raise LeaseLost unless the checkpoint's lease still holds."""
+        if checkpoint is None or checkpoint.lease is None:
+            return
+        guard = checkpoint.lease
+        where = (storable(checkpoint.stream), storable(checkpoint.shard_id))
+        row = db.execute(self.sql.select_lease + self.lock_lease, where).fetchone()
+        if row is None or (row[0], row[1]) != (guard.holder, guard.counter):
+            raise LeaseLost(checkpoint.stream, checkpoint.shard_id, guard)
+
+    # -- leases (kinesis.leases.LeaseTable)
+
+    def leases(self, stream: str | None = None) -> list[Lease]:
+        if stream is None:
+            rows = self._query(LEASES + " ORDER BY stream, shard_id")
+        else:
+            rows = self._query(LEASES + f" WHERE stream = {self.sql.p} ORDER BY shard_id", (storable(stream),))
+        return [
+            Lease(stream_, shard_id, holder, int(counter), int(expires))
+            for stream_, shard_id, holder, counter, expires in rows
+        ]
+
+    def create_lease(self, stream: str, shard_id: str) -> None:
+        self._statement(self.sql.insert_lease, (storable(stream), storable(shard_id)))
+
+    def write_lease(self, expected: Lease, new: Lease) -> bool:
+        params = (
+            new.holder, new.counter, new.expires_ms, storable(expected.stream), storable(expected.shard_id),
+            expected.holder, expected.holder, expected.counter,
+        )  # fmt: skip
+        return self._statement(self.sql.write_lease, params) == 1
+
+    def _statement(self, sql: str, params: Sequence[Any]) -> int:
+        """One write statement outside any batch (autocommit); the rows it changed."""
+        try:
+            rowcount: int = self._connection().execute(sql, params).rowcount
+        except self.driver_errors as error:
+            raise self._failed(error) from error
+        return rowcount
 
     def checkpoint(self, stream: str, shard_id: str) -> Checkpoint | None:
         rows = self._query(self.sql.select_checkpoint, (storable(stream), storable(shard_id)))

@@ -217,6 +217,7 @@ class PostgresStore(SqlStore):
     kind = "PostgreSQL"
     sql = _SQL
     driver_errors = (psycopg.Error,)
+    lock_lease = " FOR UPDATE"
 
     def __init__(self, url: str, read_only: bool = False) -> None:
         self.url = url
@@ -279,6 +280,7 @@ class PostgresStore(SqlStore):
         try:
             with db.transaction():
                 outcome = project(self._snapshot(db, list(keys)))
+                self._hold_lease(db, outcome.checkpoint)
                 self._write(db, outcome)
         except psycopg.Error as error:  # rolled back by the transaction block
             raise self._failed(error) from error

@@ -122,6 +122,18 @@ STEPS = (
     CREATE INDEX user_limits_drifted ON user_limits (user_limit_id) WHERE drift_sequence_number IS NOT NULL;
     ALTER TABLE counters ADD COLUMN drifted INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: the consumer fleet's leases (PostgreSQL's 0004_leases); IF NOT EXISTS: independent of the
+    # steps around it.
+    """
+    CREATE TABLE IF NOT EXISTS leases (
+        stream TEXT NOT NULL,
+        shard_id TEXT NOT NULL,
+        holder TEXT,
+        counter INTEGER NOT NULL DEFAULT 0,
+        expires_ms INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (stream, shard_id)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(STEPS)
 
@@ -239,6 +251,7 @@ class SQLiteStore(SqlStore):
             db.execute("BEGIN IMMEDIATE")
             try:
                 outcome = project(self._snapshot(db, keys))
+                self._hold_lease(db, outcome.checkpoint)
                 self._write(db, outcome)
                 db.execute("COMMIT")
             except BaseException:
