@@ -138,6 +138,10 @@ UPDATE counters SET applied = applied + ?, skipped = skipped + ?, ignored = igno
 
 # Limits a connection's cache holds at most (some tens of MB); past that it starts again, empty.
 CACHE_LIMITS = 20_000
+# SQLite's own page cache for a connection that writes batches, in KiB (the default is 2 MiB): a
+# rebuild's B-tree lookups then stay in the process. Read-only connections (the API's threads) keep
+# the default.
+WRITER_PAGE_CACHE_KIB = 16 * 1024
 
 
 class RowCache:
@@ -260,7 +264,7 @@ class SQLiteStore(SqlStore):
         self, keys: Mapping[str, str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
     ) -> Outcome[UserLimit]:
         db = self._connection()
-        cache = self._cache()
+        cache = self._cache(db)
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -284,9 +288,13 @@ class SQLiteStore(SqlStore):
         cache.committed(snapshot, outcome, db.total_changes, self._local.every_limit_written)
         return outcome
 
-    def _cache(self) -> RowCache:
+    def _cache(self, db: sqlite3.Connection) -> RowCache:
         cache: RowCache | None = getattr(self._local, "cache", None)
         if cache is None:
+            try:
+                db.execute(f"PRAGMA cache_size = -{WRITER_PAGE_CACHE_KIB}")
+            except sqlite3.Error as error:
+                raise self._failed(error) from error
             cache = self._local.cache = RowCache()
         return cache
 
