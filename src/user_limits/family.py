@@ -6,6 +6,9 @@ position, and how it creates and changes a limit (``domain.projection``).
 
 Two-stage decoding with msgspec: the envelope first, with the payload kept raw, so that event
 types we ignore cost no payload decoding; then the payload of a handled type into its struct.
+
+Hot module: every record is decoded here; the checks of rule 1 are written for speed
+(``bench/handler_bench.py`` and ``bench/decoder_bench.py`` measure them).
 """
 
 from __future__ import annotations
