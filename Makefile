@@ -80,7 +80,8 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-## bench: throughput of the handler and the API, cold import, DynamoDB requests per event
+## bench: throughput of the handler (beside a reference and a decode floor) and the API, cold import,
+##        a rebuild from JSON Lines (records/s, peak memory), DynamoDB requests per event
 bench: $(VENV)/.dev $(SERVERS)/node_modules/.installed system-deps
 	$(BIN)/python -m bench.run
 

@@ -28,8 +28,9 @@ Event = dict[str, Any]
 
 FULL = {"records": 30_000, "users": 2_000, "batch": 1_000, "runs": 5}
 QUICK = {"records": 3_000, "users": 200, "batch": 1_000, "runs": 1}
-TARGET_SQLITE_RATIO = 3.0
-TARGET_MEMORY_RPS = 100_000.0
+TARGET_SQLITE_RATIO = 2.0
+TARGET_FLOOR_RATIO = 0.50
+TARGET_POSTGRES_RATIO = 9.7
 SEED = 20_260_101
 
 
@@ -72,6 +73,24 @@ def timed(handler: Callable[[Event, Any], dict[str, Any]], events: list[Event]) 
 Run = tuple[tuple[float, float], list[dict[str, object]], dict[str, int]]
 
 
+def floor_run(events: list[Event]) -> tuple[float, float]:
+    """The decode floor: each record's base64 data decoded, then its JSON decoded generically
+    (msgspec, no types, no rules), nothing else. What any handler of these events must at least do."""
+    from binascii import a2b_base64
+
+    import msgspec
+
+    decode = msgspec.json.decode
+    started, cpu = time.perf_counter(), time.process_time()
+    for event in events:
+        for record in event["Records"]:
+            try:  # noqa: SIM105 (a with-statement per record would cost more than the decode)
+                decode(a2b_base64(record["kinesis"]["data"]))
+            except msgspec.DecodeError:  # the stream's poison records
+                pass
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
 def product_run(url: str, events: list[Event]) -> Run:
     """One run of ``user_limits.aws_lambda.handler`` on a fresh store; returns seconds, export, counters."""
     from user_limits import aws_lambda
@@ -104,39 +123,28 @@ Results = dict[str, tuple[list[dict[str, object]], dict[str, int]]]
 
 
 def postgres_comparison(events: list[Event], runs: int) -> tuple[dict[str, Any], Results]:
-    """The same comparison on a throwaway PostgreSQL server (fsync and synchronous commit off, for
-    both), where every statement of the reference is a round trip. Informative: no target."""
-    try:
-        from tests.servers.postgres import PostgresServer
-    except ImportError as error:  # psycopg or the test helpers missing
-        return {"available": False, "reason": str(error)}, {}
-    from user_limits.bootstrap import initialize
+    """The same comparison on the bench's throwaway PostgreSQL server (fsync and synchronous commit
+    off, for both), where every statement of the reference is a round trip."""
+    from bench import postgres
 
-    server = PostgresServer(fast=True)
     try:
-        server.start()
-    except RuntimeError as error:
-        server.stop()
-        return {"available": False, "reason": str(error).splitlines()[0]}, {}
+        postgres.server()
+    except postgres.Unavailable as error:
+        return {"available": False, "reason": str(error)}, {}
     best = {"postgres": float("inf"), "reference_postgres": float("inf")}
     results: Results = {}
-    try:
-        for attempt in range(runs):
-            url = server.create_database(f"bench_product_{attempt}")
-            initialize(url)
-            (seconds, _), export, stats = product_run(url, events)
-            best["postgres"] = min(best["postgres"], seconds)
-            results["postgres"] = (export, stats)
-            reference = ReferenceProjector.postgres(server.create_database(f"bench_reference_{attempt}"))
-            try:
-                with stdout_silenced():
-                    seconds, _ = timed(reference.handler, events)
-                best["reference_postgres"] = min(best["reference_postgres"], seconds)
-                results["reference_postgres"] = (reference.export(), reference.stats())
-            finally:
-                reference.close()
-    finally:
-        server.stop()
+    for _ in range(runs):
+        (seconds, _), export, stats = product_run(postgres.database("bench_product"), events)
+        best["postgres"] = min(best["postgres"], seconds)
+        results["postgres"] = (export, stats)
+        reference = ReferenceProjector.postgres(postgres.database("bench_reference", schema=False))
+        try:
+            with stdout_silenced():
+                seconds, _ = timed(reference.handler, events)
+            best["reference_postgres"] = min(best["reference_postgres"], seconds)
+            results["reference_postgres"] = (reference.export(), reference.stats())
+        finally:
+            reference.close()
     records = sum(len(event["Records"]) for event in events)
     return {
         "available": True,
@@ -150,7 +158,7 @@ def run(quick: bool = False) -> dict[str, object]:
     size = QUICK if quick else FULL
     events = build_events(size["records"], size["users"], size["batch"])
     records = sum(len(event["Records"]) for event in events)
-    best = {"sqlite": float("inf"), "reference": float("inf"), "memory": float("inf")}
+    best = {"sqlite": float("inf"), "reference": float("inf"), "memory": float("inf"), "floor": float("inf")}
     best_cpu = dict(best)
     results: Results = {}
     previous = os.environ.get("USER_LIMITS_STORE")
@@ -168,6 +176,9 @@ def run(quick: bool = False) -> dict[str, object]:
                     best[name] = min(best[name], seconds)
                     best_cpu[name] = min(best_cpu[name], cpu)
                     results[name] = (export, stats)
+                seconds, cpu = floor_run(events)
+                best["floor"] = min(best["floor"], seconds)
+                best_cpu["floor"] = min(best_cpu["floor"], cpu)
     finally:
         if previous is None:
             os.environ.pop("USER_LIMITS_STORE", None)
@@ -175,12 +186,13 @@ def run(quick: bool = False) -> dict[str, object]:
             os.environ["USER_LIMITS_STORE"] = previous
 
     # PostgreSQL: full runs only (the quick smoke run needs no server).
-    postgres, pg_results = postgres_comparison(events, min(size["runs"], 3)) if not quick else ({}, {})
+    postgres, pg_results = postgres_comparison(events, size["runs"]) if not quick else ({}, {})
 
     rps = {name: records / seconds for name, seconds in best.items()}
     cpu_rps = {name: records / seconds for name, seconds in best_cpu.items()}
     ratio = rps["sqlite"] / rps["reference"]
     cpu_ratio = cpu_rps["sqlite"] / cpu_rps["reference"]
+    floor_ratio, cpu_floor_ratio = rps["memory"] / rps["floor"], cpu_rps["memory"] / cpu_rps["floor"]
     same_export = results["sqlite"][0] == results["reference"][0] == results["memory"][0]
     same_stats = results["sqlite"][1] == results["reference"][1] == results["memory"][1]
     if pg_results:  # PostgreSQL must end with the same read model too
@@ -198,6 +210,7 @@ def run(quick: bool = False) -> dict[str, object]:
         "best_cpu_seconds": {name: round(value, 4) for name, value in best_cpu.items()},
         "sqlite_vs_reference": round(ratio, 2),
         "memory_vs_reference": round(rps["memory"] / rps["reference"], 2),
+        "memory_vs_floor": round(floor_ratio, 2),
         "sqlite_vs_reference_cpu": round(cpu_ratio, 2),
         "limits": len(results["sqlite"][0]),
         "stats": results["sqlite"][1],
@@ -227,7 +240,7 @@ def run(quick: bool = False) -> dict[str, object]:
             {
                 "metric": "Handler on SQLite vs reference",
                 "figure": f"{ratio:.2f}x (CPU: {cpu_ratio:.2f}x)",
-                "target": f">= {TARGET_SQLITE_RATIO:.0f}x",
+                "target": f">= {TARGET_SQLITE_RATIO:.1f}x",
                 "met": ratio >= TARGET_SQLITE_RATIO,
             },
             {
@@ -239,8 +252,20 @@ def run(quick: bool = False) -> dict[str, object]:
             {
                 "metric": "Handler in memory, records/s",
                 "figure": f"{rps['memory']:,.0f} (CPU: {cpu_rps['memory']:,.0f})",
-                "target": f">= {TARGET_MEMORY_RPS:,.0f}",
-                "met": rps["memory"] >= TARGET_MEMORY_RPS,
+                "target": "",
+                "met": None,
+            },
+            {
+                "metric": "Decode floor (base64 + generic msgspec decode of the same events), records/s",
+                "figure": f"{rps['floor']:,.0f} (CPU: {cpu_rps['floor']:,.0f})",
+                "target": "",
+                "met": None,
+            },
+            {
+                "metric": "Handler in memory vs the decode floor",
+                "figure": f"{floor_ratio:.2f} (CPU: {cpu_floor_ratio:.2f})",
+                "target": f">= {TARGET_FLOOR_RATIO:.2f}",
+                "met": floor_ratio >= TARGET_FLOOR_RATIO,
             },
             *postgres_rows(postgres),
             {
@@ -261,7 +286,7 @@ def postgres_rows(postgres: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "metric": "Handler on PostgreSQL vs the same reference on PostgreSQL, records/s",
             "figure": f"{rps['postgres']:,} vs {rps['reference_postgres']:,} ({postgres['ratio']:.1f}x)",
-            "target": "",
-            "met": None,
+            "target": f">= {TARGET_POSTGRES_RATIO}x",
+            "met": postgres["ratio"] >= TARGET_POSTGRES_RATIO,
         }
     ]

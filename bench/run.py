@@ -3,6 +3,7 @@
     python -m bench.run                    # everything (a few minutes on 2 cores)
     python -m bench.run --quick            # a smaller smoke run
     python -m bench.run --only handler,import
+    python -m bench.run --only rebuild         # the 1M/3M-record replays (a few minutes)
 
 Each benchmark module exposes ``run(quick: bool = False) -> dict[str, object]``; a ``rows`` entry
 (a list of {metric, figure, target, met, command}) becomes lines of the table, anything else is
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "handler": "bench.handler_bench",
     "decoder": "bench.decoder_bench",
     "import": "bench.import_time",
+    "rebuild": "bench.rebuild",
     "api": "bench.api_bench",
     "dynamodb": "bench.dynamodb_requests",
 }
@@ -57,7 +59,7 @@ def run_one(name: str, module_name: str, quick: bool) -> dict[str, Any]:
 def rows_of(name: str, result: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
     if not result.get("available", True):
         return [{"metric": name, "figure": f"not available ({result.get('reason', '')})", "target": "", "met": None}]
-    command = f"python -m bench.run --quick --only {name}" if quick else "make bench"
+    command = f"python -m bench.run {'--quick ' if quick else ''}--only {name}"
     rows = result.get("rows")
     if not isinstance(rows, list):
         # A module without rows: its scalar figures, as they are.
@@ -70,7 +72,7 @@ def rows_of(name: str, result: dict[str, Any], quick: bool) -> list[dict[str, An
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
-    marks: dict[object, str] = {True: "yes", False: "**no**"}
+    marks: dict[object, str] = {True: "met", False: "**not met**"}
     lines = ["| Metric | Figure | Target | Met? | Reproduce |", "|---|---|---|---|---|"]
     for row in rows:
         command = f"`{row['command']}`" if row.get("command") else ""
@@ -101,7 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
 
     started, load_before = time.perf_counter(), os.getloadavg()[0]
-    results = {name: run_one(name, BENCHMARKS[name], args.quick) for name in chosen}
+    try:
+        results = {name: run_one(name, BENCHMARKS[name], args.quick) for name in chosen}
+    finally:
+        from bench import postgres
+
+        postgres.stop()
     load_after = os.getloadavg()[0]
     rows = [row for name in chosen for row in rows_of(name, results[name], args.quick)]
     info = machine()
@@ -132,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Missed speed targets are reported, not failed; a reference that disagrees with the product is.
     handler = results.get("handler", {})
     disagree = handler.get("available") and not (handler.get("export_equal") and handler.get("stats_equal"))
+    rebuilt = results.get("rebuild", {}).get("postgres", {})
+    disagree = disagree or (rebuilt.get("available") and not rebuilt.get("equal"))
     return 1 if disagree else 0
 
 

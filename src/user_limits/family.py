@@ -7,6 +7,9 @@ producer's own figures (``domain.drift``).
 
 Two-stage decoding with msgspec: the envelope first, with the payload kept raw, so that event
 types we ignore cost no payload decoding; then the payload of a handled type into its struct.
+
+Hot module: every record is decoded here; the checks of rule 1 are written for speed
+(``bench/handler_bench.py`` and ``bench/decoder_bench.py`` measure them).
 """
 
 from __future__ import annotations

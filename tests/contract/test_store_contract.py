@@ -388,6 +388,19 @@ def test_an_older_outcome_cannot_move_a_limit_backwards(store: LimitStore) -> No
     assert (limit.last_sequence_number, str(limit.progress)) == (7, "70")
 
 
+def test_a_refused_stale_outcome_leaves_later_batches_on_the_stored_state(store: LimitStore) -> None:
+    family = UserLimitFamily()
+    process(store, records([created("L1", 1)]))
+    stale = store.user_limit("u1", "L1")
+    late = project(family, decode_batch(family, records([progress("L1", 5, "50", "0")], 10)), Snapshot({"L1": stale}))
+    process(store, records([progress("L1", 7, "70", "0")], 20))
+    with contextlib.suppress(Exception):
+        store.apply_batch({"L1": "u1"}, lambda snapshot: late)
+    # Stored at 7: an event at 6 is a late copy, whatever the refused outcome said.
+    process(store, records([progress("L1", 6, "60", "0")], 30))
+    assert (export(store)[0]["progress"], stats(store)["skipped"]) == ("70", 1)
+
+
 def test_two_processors_on_one_store_see_each_others_writes(store_url: str, store: LimitStore) -> None:
     other = store if store_url.startswith("memory") else open_store(store_url)
     first, second = BatchProcessor(UserLimitFamily(), store), BatchProcessor(UserLimitFamily(), other)
@@ -411,6 +424,34 @@ def test_two_processors_on_one_store_see_each_others_writes(store_url: str, stor
         }  # fmt: skip
     if other is not store:
         other.close()
+
+
+def test_two_writers_taking_turns_end_as_one_writer_would(store_url: str, store: LimitStore) -> None:
+    """Two handles on one store (two connections), each projecting batches the other changed in
+    between: whatever a store keeps between batches (SQLite's row cache), each batch must start
+    from what the other committed. One memory store fed the same batches in the same order is the
+    answer, limits, parked events and counters alike."""
+    from user_limits.testing.synthetic import generate
+
+    other = store if store_url.startswith("memory") else open_store(store_url)
+    expected = MemoryStore()
+    # Few players: the two writers keep touching the same limits, and the same parked events.
+    stream = [StreamRecord(item.data) for item in generate(900, users=6, seed=11, orphan_rate=0.03)]
+    rng = random.Random(5)
+    start = 0
+    try:
+        while start < len(stream):
+            batch = stream[start : start + rng.randint(1, 40)]
+            start += len(batch)
+            process(rng.choice((store, other)), batch)
+            process(expected, batch)
+        for handle in (store, other):
+            assert export(handle) == export(expected)
+            assert handle.parked_events() == expected.parked_events()
+            assert stats(handle) == stats(expected)
+    finally:
+        if other is not store:
+            other.close()
 
 
 def test_reopened_store_sees_the_same_data(store_url: str, store: LimitStore) -> None:

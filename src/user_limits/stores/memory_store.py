@@ -49,7 +49,12 @@ class MemoryStore:
             limits, parked = self._limits, self._parked
             snapshot: Snapshot[UserLimit] = Snapshot(
                 {key: limits[key] for key in keys if key in limits},
-                {key: list(parked[key].values()) for key in keys if parked.get(key)},
+                # Over the smaller of the two: few limits have parked events.
+                {
+                    key: list(parked[key].values())
+                    for key in (keys if len(keys) < len(parked) else parked)
+                    if key in keys and parked.get(key)
+                },
             )
             outcome = project(snapshot)
             self._commit(outcome)
@@ -61,16 +66,23 @@ class MemoryStore:
             stored = self._checkpoints.get((cp.stream, cp.shard_id))
             if stored is None or stored.order() < cp.order():
                 self._checkpoints[(cp.stream, cp.shard_id)] = cp._replace(lease=None)
-        limits = self._limits
+        limits, by_user, as_of = self._limits, self._by_user, self._as_of
         for key, limit in outcome.states.items():
             stored_limit = limits.get(key)
             if stored_limit is None or stored_limit.last_sequence_number < limit.last_sequence_number:
                 limits[key] = limit
-                if stored_limit is not None and stored_limit.user_id != limit.user_id:
-                    self._by_user[stored_limit.user_id].discard(key)
-                self._by_user.setdefault(limit.user_id, set()).add(key)
-                if self._as_of is None or limit.updated_at > self._as_of:
-                    self._as_of = limit.updated_at
+                # The user's index changes only for a new limit or one that moved to another user.
+                if stored_limit is None or stored_limit.user_id != limit.user_id:
+                    if stored_limit is not None:
+                        by_user[stored_limit.user_id].discard(key)
+                    users = by_user.get(limit.user_id)
+                    if users is None:
+                        by_user[limit.user_id] = {key}
+                    else:
+                        users.add(key)
+                if as_of is None or limit.updated_at > as_of:
+                    as_of = limit.updated_at
+        self._as_of = as_of
         for _, event in outcome.parked_added:
             self._parked.setdefault(event.key, {})[event.position] = event
         for _, event in outcome.parked_removed:

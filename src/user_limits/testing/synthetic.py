@@ -8,8 +8,11 @@ old events, resets of limits whose creation is not in the stream, and a few pois
 from __future__ import annotations
 
 import random
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import islice
 from typing import Any, NamedTuple
 
 import msgspec
@@ -45,7 +48,7 @@ class _User:
     currency: str
     sequence: int = 0
     limits: list[_Limit] = field(default_factory=list)
-    sent: list[bytes] = field(default_factory=list)
+    sent: deque[bytes] = field(default_factory=deque)
 
 
 def generate(
@@ -61,16 +64,45 @@ def generate(
     start_ms: int = 1_795_161_600_000,
 ) -> list[SyntheticRecord]:
     """``records`` records for ``users`` users; the same arguments give the same bytes."""
+    rates = (duplicate_rate, late_rate, noise_rate, orphan_rate, poison_rate)
+    return list(islice(stream(users, seed, rates=rates, start_ms=start_ms), records))
+
+
+def stream(
+    users: int = 2000,
+    seed: int = 0,
+    *,
+    rates: tuple[float, float, float, float, float] = (0.02, 0.01, 0.15, 0.005, 0.001),
+    start_ms: int = 1_795_161_600_000,
+    history: int | None = None,
+) -> Iterator[SyntheticRecord]:
+    """The records of :func:`generate`, one at a time and without end (take what you need), for
+    inputs too big to hold. ``rates``: duplicate, late, noise, orphan and poison, as in generate.
+    ``history``: late copies are taken from a user's last ``history`` events only, so memory
+    stays bounded (None, as generate does: from all of them)."""
+    duplicate_rate, late_rate, noise_rate, orphan_rate, poison_rate = rates
     rng = random.Random(seed)
 
-    def ident(n: int = 20) -> str:
-        return "".join(rng.choice(_ALPHABET) for _ in range(n))
+    bits = rng.getrandbits
 
-    people = [_User(ident(), f"{rng.randrange(1, 4):024d}", rng.choice(["SEK", "EUR", "GBP"])) for _ in range(users)]
-    out: list[SyntheticRecord] = []
+    def ident(n: int = 20) -> str:
+        # rng.choice(_ALPHABET) n times, drawn exactly as random.choice draws (6 random bits,
+        # again while they exceed the alphabet), at a third of its cost: ids are most of the work.
+        letters = []
+        for _ in range(n):
+            index = bits(6)
+            while index >= 62:
+                index = bits(6)
+            letters.append(_ALPHABET[index])
+        return "".join(letters)
+
+    people = [
+        _User(ident(), f"{rng.randrange(1, 4):024d}", rng.choice(["SEK", "EUR", "GBP"]), sent=deque(maxlen=history))
+        for _ in range(users)
+    ]
     clock = start_ms
 
-    def emit(user: _User, kind: str, payload: dict[str, Any]) -> None:
+    def emit(user: _User, kind: str, payload: dict[str, Any]) -> SyntheticRecord:
         user.sequence += rng.choice((1, 1, 1, 1, 2))  # upstream sequences have gaps
         data = _encode(
             {
@@ -85,23 +117,23 @@ def generate(
             }
         )
         user.sent.append(data)
-        out.append(SyntheticRecord(user.id, data))
+        return SyntheticRecord(user.id, data)
 
-    while len(out) < records:
+    while True:
         clock += rng.randrange(1, 400)
         user = rng.choice(people)
         roll = rng.random()
         base = {"brandId": user.brand, "currencyCode": user.currency, "userId": user.id}
         if roll < poison_rate:
-            out.append(SyntheticRecord(user.id, _poison(rng, user)))
+            yield SyntheticRecord(user.id, _poison(rng, user))
         elif roll < poison_rate + duplicate_rate and user.sent:
-            out.append(SyntheticRecord(user.id, user.sent[-1]))  # a producer retry
+            yield SyntheticRecord(user.id, user.sent[-1])  # a producer retry
         elif roll < poison_rate + duplicate_rate + late_rate and user.sent:
-            out.append(SyntheticRecord(user.id, rng.choice(user.sent)))  # a late copy
+            yield SyntheticRecord(user.id, rng.choice(user.sent))  # a late copy
         elif roll < poison_rate + duplicate_rate + late_rate + noise_rate:
-            emit(user, rng.choice(_NOISE), {**base, "amount": str(rng.choice(_AMOUNTS))})
+            yield emit(user, rng.choice(_NOISE), {**base, "amount": str(rng.choice(_AMOUNTS))})
         elif roll < poison_rate + duplicate_rate + late_rate + noise_rate + orphan_rate:
-            emit(user, RESET, _reset(base, ident(), "DAY", "DEPOSIT", clock))
+            yield emit(user, RESET, _reset(base, ident(), "DAY", "DEPOSIT", clock))
         elif len(user.limits) < len(_LIMITS) and (not user.limits or rng.random() < 0.3):
             kind, period, value = _LIMITS[len(user.limits)]
             limit = _Limit(ident(), kind, period, Decimal(value))
@@ -110,19 +142,18 @@ def generate(
             payload.update(userLimitId=limit.id, value=value)
             if _PERIOD_MS.get(period):
                 payload["nextResetTime"] = clock + _PERIOD_MS[period]  # type: ignore[operator]
-            emit(user, CREATED, payload)
+            yield emit(user, CREATED, payload)
         else:
             limit = rng.choice(user.limits)
             if rng.random() < 0.1:
                 limit.progress = Decimal(0)
-                emit(user, RESET, _reset(base, limit.id, limit.period, limit.type, clock))
+                yield emit(user, RESET, _reset(base, limit.id, limit.period, limit.type, clock))
             else:
                 amount = rng.choice(_AMOUNTS)
                 previous, limit.progress = limit.progress, limit.progress + amount
                 payload = {**base, "amount": str(amount), "previousProgress": str(previous)}
                 payload.update(remainingAmount=str(limit.value - limit.progress), userLimitId=limit.id)
-                emit(user, PROGRESS_CHANGED, payload)
-    return out[:records]
+                yield emit(user, PROGRESS_CHANGED, payload)
 
 
 def _reset(base: dict[str, Any], limit_id: str, period: str, kind: str, clock: int) -> dict[str, Any]:

@@ -9,7 +9,13 @@ The file's schema version is ``PRAGMA user_version``: 0 for a new file, which ge
 a file of an older version gets the steps after its own, in the transaction that opens it.
 Version 1 kept the counters as rows and as_of in a ``meta`` table, and listed dead letters by
 rowid; version 2 is the design PostgreSQL has (:mod:`.core`); version 3 adds the last drift per
-limit and the drifted counter.
+limit and the drifted counter; version 4 the consumer fleet's leases.
+
+Hot module (see ``bench/handler_bench.py``): each connection keeps the limits and parked events
+it last read or wrote (:class:`RowCache`) and reads from the file only the keys it does not hold.
+The cache is used only while provably current: under the write lock, ``PRAGMA data_version``
+unchanged says no other connection committed since, and ``total_changes`` unchanged says no
+other statement of this connection wrote. Otherwise it is dropped whole, as after any failure.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from user_limits.stores.base import StoreError
 from user_limits.stores.sql.core import Executor, SqlStore, Statements, snapshot_of
 from user_limits.stores.sql.mapping import LIMIT_COLUMNS, LIMIT_NAMES, limit_row
 from user_limits.stores.text import storable
-from user_limits.stream.records import Checkpoint, Counts, Outcome, Snapshot
+from user_limits.stream.records import Checkpoint, Counts, Outcome, ParkedEvent, Snapshot
 
 # The schema, one step a version: step n brings version n-1 to n. Never edit a step: add one.
 STEPS = (
@@ -154,6 +160,61 @@ UPDATE counters SET applied = applied + ?, skipped = skipped + ?, ignored = igno
 """
 
 
+# Limits a connection's cache holds at most (some tens of MB); past that it starts again, empty.
+CACHE_LIMITS = 20_000
+# SQLite's own page cache for a connection that writes batches, in KiB (the default is 2 MiB): a
+# rebuild's B-tree lookups then stay in the process. Read-only connections (the API's threads) keep
+# the default.
+WRITER_PAGE_CACHE_KIB = 16 * 1024
+
+
+class RowCache:
+    """What one connection knows the file holds for some keys: the limit (None: absent) and its
+    parked events. Valid only at ``version`` and ``changes`` (see the module's docstring)."""
+
+    __slots__ = ("changes", "limits", "parked", "version")
+
+    def __init__(self) -> None:
+        self.version: int | None = None
+        self.changes = -1
+        self.limits: dict[str, UserLimit | None] = {}
+        self.parked: dict[str, list[ParkedEvent]] = {}
+
+    def clear(self) -> None:
+        self.version = None
+        self.limits.clear()
+        self.parked.clear()
+
+    def committed(
+        self, snapshot: Snapshot[UserLimit], outcome: Outcome[UserLimit], changes: int, every_limit_written: bool
+    ) -> None:
+        """After the commit of ``outcome``: what the file now holds for the keys it touched.
+
+        Trusted only for an outcome projected from ``snapshot`` (the position it expected for
+        each key is the snapshot's) whose every limit the conditional upsert wrote; otherwise
+        the cache is dropped."""
+        states, read = outcome.states, snapshot.states
+        if not every_limit_written or len(self.limits) > CACHE_LIMITS:
+            self.clear()
+            return
+        limits, parked = self.limits, self.parked
+        for key, (expected, _) in outcome.touched.items():
+            before = read.get(key)
+            if expected != (None if before is None else before.last_sequence_number):
+                self.clear()
+                return
+            after = states.get(key)
+            limits[key] = before if after is None else after
+            parked[key] = snapshot.parked.get(key, [])
+        if outcome.parked_removed:
+            gone = {(event.key, event.position) for _, event in outcome.parked_removed}
+            for key in {key for key, _ in gone}:
+                parked[key] = [event for event in parked[key] if (key, event.position) not in gone]
+        for _, event in outcome.parked_added:
+            parked[event.key] = [*parked[event.key], event]
+        self.changes = changes
+
+
 def sqlite_path(url: str) -> str:
     """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db`` (as SQLAlchemy spells them)."""
     path = url.removeprefix("sqlite:///")
@@ -247,19 +308,29 @@ class SQLiteStore(SqlStore):
         self, keys: Mapping[str, str], project: Callable[[Snapshot[UserLimit]], Outcome[UserLimit]]
     ) -> Outcome[UserLimit]:
         db = self._connection()
+        cache = self._cache(db)
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                outcome = project(self._snapshot(db, keys))
+                # Under the write lock: no other connection can commit until this one has.
+                version = db.execute("PRAGMA data_version").fetchone()[0]
+                if version != cache.version or db.total_changes != cache.changes:
+                    cache.clear()
+                    cache.version = version
+                snapshot = self._snapshot(db, keys, cache)
+                self._local.every_limit_written = True
+                outcome = project(snapshot)
                 self._hold_lease(db, outcome.checkpoint)
                 self._write(db, outcome)
                 db.execute("COMMIT")
             except BaseException:
+                cache.clear()
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
             raise self._failed(error) from error
+        cache.committed(snapshot, outcome, db.total_changes, self._local.every_limit_written)
         return outcome
 
     def _transaction(self, write: Callable[[Executor], None]) -> None:
@@ -276,14 +347,46 @@ class SQLiteStore(SqlStore):
         except sqlite3.Error as error:
             raise self._failed(error) from error
 
-    def _snapshot(self, db: sqlite3.Connection, keys: Mapping[str, str]) -> Snapshot[UserLimit]:
+    def _cache(self, db: sqlite3.Connection) -> RowCache:
+        cache: RowCache | None = getattr(self._local, "cache", None)
+        if cache is None:
+            try:
+                db.execute(f"PRAGMA cache_size = -{WRITER_PAGE_CACHE_KIB}")
+            except sqlite3.Error as error:
+                raise self._failed(error) from error
+            cache = self._local.cache = RowCache()
+        return cache
+
+    def _snapshot(self, db: sqlite3.Connection, keys: Mapping[str, str], cache: RowCache) -> Snapshot[UserLimit]:
+        """The keys' limits and parked events: those the cache holds, the others read in two statements."""
         if not keys:
             return Snapshot()
-        ids = (json.dumps(list(keys)),)
-        return snapshot_of(db.execute(_SELECT_LIMITS, ids), db.execute(_SELECT_PARKED, ids))
+        cached_limits, cached_parked = cache.limits, cache.parked
+        missing = [key for key in keys if key not in cached_limits]
+        snapshot = (
+            snapshot_of(
+                db.execute(_SELECT_LIMITS, (json.dumps(missing),)), db.execute(_SELECT_PARKED, (json.dumps(missing),))
+            )
+            if missing
+            else Snapshot()
+        )
+        if len(missing) < len(keys):
+            states, parked = snapshot.states, snapshot.parked
+            for key in keys:
+                if key in cached_limits:
+                    limit = cached_limits[key]
+                    if limit is not None:
+                        states[key] = limit
+                    waiting = cached_parked[key]
+                    if waiting:
+                        parked[key] = waiting
+        return snapshot
 
     def _upsert_limits(self, db: Executor, limits: Sequence[UserLimit]) -> None:
+        before = self._connection().total_changes
         db.executemany(_UPSERT, [limit_row(limit) for limit in limits])
+        # A limit the conditional upsert refused (the file held a newer one) is not what the cache would say.
+        self._local.every_limit_written = self._connection().total_changes - before == len(limits)
 
     def _store_checkpoint(self, db: Executor, checkpoint: Checkpoint) -> None:
         # Sequence numbers are text here (beyond 64 bits): compared as numbers in Python.
@@ -303,3 +406,4 @@ class SQLiteStore(SqlStore):
         if connection is not None:
             connection.close()
             self._local.connection = None
+        self._local.cache = None
