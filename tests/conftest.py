@@ -15,11 +15,12 @@ uses, so that ``pytest -m "not servers"`` starts none.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import Run, cli
 from user_limits.bootstrap import open_store
 from user_limits.stores.base import LimitStore
 
@@ -87,3 +88,17 @@ def store(store_url: str) -> Iterator[LimitStore]:
     opened = open_store(store_url)
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Run]:
+    """``run(*ARGS)``: ``user-limits ARGS`` in process (:func:`tests.cli_runner.cli`), with no
+    USER_LIMITS_STORE and in the test's own directory, where the default store of a command run
+    without ``--store`` lands."""
+    monkeypatch.delenv("USER_LIMITS_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(*args: str) -> Run:
+        return cli(capsys, monkeypatch, *args)
+
+    return invoke

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_runner import Run, cli, console_script, subprocess_cli
+from tests.cli_runner import Run, console_script, subprocess_cli
 from tests.streams import KINESIS_BASE, SHARD, STREAM_ARN, created, encode, lambda_event, noise, progress, reset
 from user_limits.domain.model import EXPORT_FIELDS
 
@@ -35,17 +35,6 @@ EXPECTED_EXPORT = [
     ("L1", "u1", "DEPOSIT", "DAY", "9800.00", "12.40", None, None),
     ("La", "u1", "DEPOSIT", "DAY", "50", "0", None, created("La", 6)["payload"]["nextResetTime"]),
 ]
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    monkeypatch.delenv("USER_LIMITS_STORE", raising=False)
-    monkeypatch.chdir(tmp_path)  # the default store, if a test forgot --store, lands here
-
-    def invoke(*args: str) -> Run:
-        return cli(capsys, monkeypatch, *args)
-
-    return invoke
 
 
 @pytest.fixture

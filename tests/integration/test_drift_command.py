@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from tests.cli_runner import Run, cli
 from tests.streams import created, encode, noise, progress, reset
 from user_limits.domain.model import EXPORT_FIELDS
 from user_limits.operations.snapshots.format import FIELDS as SNAPSHOT_FIELDS
@@ -33,31 +32,20 @@ STREAM = [
 
 
 @pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    monkeypatch.delenv("USER_LIMITS_STORE", raising=False)
-    monkeypatch.chdir(tmp_path)
-
-    def invoke(*args: str) -> Run:
-        return cli(capsys, monkeypatch, *args)
-
-    return invoke
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'drift.db'}"
 
 
-def replayed(run: Any, store: str, tmp_path: Path, stream: list[Any]) -> None:
+def replayed(run: Any, sqlite_url: str, tmp_path: Path, stream: list[Any]) -> None:
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(encode(e) for e in stream) + b"\n")
-    result = run("replay", str(path), "--store", store)
+    result = run("replay", str(path), "--store", sqlite_url)
     assert result.code == 0, result.err
 
 
-def test_drift_shows_for_limits_changed_behind_our_back(run: Any, store: str, tmp_path: Path) -> None:
-    replayed(run, store, tmp_path, STREAM)
-    result = run("drift", "--json", "--store", store)
+def test_drift_shows_for_limits_changed_behind_our_back(run: Any, sqlite_url: str, tmp_path: Path) -> None:
+    replayed(run, sqlite_url, tmp_path, STREAM)
+    result = run("drift", "--json", "--store", sqlite_url)
     assert result.code == 0, result.err
     assert json.loads(result.out) == [
         {
@@ -85,13 +73,13 @@ def test_drift_shows_for_limits_changed_behind_our_back(run: Any, store: str, tm
             "eventCreatedAt": STREAM[5]["createdAt"],
         },
     ]
-    stats = json.loads(run("stats", "--json", "--store", store).out)
+    stats = json.loads(run("stats", "--json", "--store", sqlite_url).out)
     assert (stats["applied"], stats["ignored"], stats["drifted"]) == (7, 1, 2)
 
 
-def test_the_table_names_each_limit_and_both_figures(run: Any, store: str, tmp_path: Path) -> None:
-    replayed(run, store, tmp_path, STREAM)
-    result = run("drift", "--store", store)
+def test_the_table_names_each_limit_and_both_figures(run: Any, sqlite_url: str, tmp_path: Path) -> None:
+    replayed(run, sqlite_url, tmp_path, STREAM)
+    result = run("drift", "--store", sqlite_url)
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[0] == "last drift per limit"
@@ -103,36 +91,36 @@ def test_the_table_names_each_limit_and_both_figures(run: Any, store: str, tmp_p
     assert lines[-1] == "2 limits drifted"
 
 
-def test_drift_stays_out_of_the_export_and_the_snapshot(run: Any, store: str, tmp_path: Path) -> None:
-    replayed(run, store, tmp_path, STREAM)
-    exported = json.loads(run("export", "--store", store).out)
+def test_drift_stays_out_of_the_export_and_the_snapshot(run: Any, sqlite_url: str, tmp_path: Path) -> None:
+    replayed(run, sqlite_url, tmp_path, STREAM)
+    exported = json.loads(run("export", "--store", sqlite_url).out)
     assert [list(limit) for limit in exported] == [list(EXPORT_FIELDS)] * 3
     # Reported, never corrected: L1 keeps our value and the rules' progress.
     assert [(x["value"], x["progress"]) for x in exported] == [("1000", "150"), ("100", "0"), ("10", "2.5")]
-    snapshot = [json.loads(line) for line in run("snapshot", "--store", store).out.splitlines()]
+    snapshot = [json.loads(line) for line in run("snapshot", "--store", sqlite_url).out.splitlines()]
     assert [list(line) for line in snapshot] == [list(SNAPSHOT_FIELDS)] * 3
 
 
-def test_no_drift(run: Any, store: str, tmp_path: Path) -> None:
-    replayed(run, store, tmp_path, [STREAM[-2], STREAM[-1]])
-    assert run("drift", "--store", store).out == "0 limits drifted\n"
-    assert json.loads(run("drift", "--json", "--store", store).out) == []
+def test_no_drift(run: Any, sqlite_url: str, tmp_path: Path) -> None:
+    replayed(run, sqlite_url, tmp_path, [STREAM[-2], STREAM[-1]])
+    assert run("drift", "--store", sqlite_url).out == "0 limits drifted\n"
+    assert json.loads(run("drift", "--json", "--store", sqlite_url).out) == []
 
 
-def test_stored_text_in_the_table_is_shown_as_it_is(run: Any, store: str, tmp_path: Path) -> None:
+def test_stored_text_in_the_table_is_shown_as_it_is(run: Any, sqlite_url: str, tmp_path: Path) -> None:
     hostile = "[/x]\x1b[2J"
     replayed(
         run,
-        store,
+        sqlite_url,
         tmp_path,
         [
             created(hostile, 1, user_id="[link=e.x]u[/link]"),
             progress(hostile, 2, "1", "0", user_id="[link=e.x]u[/link]"),
         ],
     )
-    result = run("drift", "--json", "--store", store)
+    result = run("drift", "--json", "--store", sqlite_url)
     assert [x["userLimitId"] for x in json.loads(result.out)] == [hostile]
-    result = run("drift", "--store", store)
+    result = run("drift", "--store", sqlite_url)
     assert result.code == 0, result.err
     # Never read as markup (a closing tag would crash it, a link render), ESC written as an escape.
     assert "[/x]\\x1b[2J" in result.out

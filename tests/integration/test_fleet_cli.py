@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_runner import Run, cli, subprocess_cli
+from tests.cli_runner import Run, subprocess_cli
 from tests.streams import created, records
 from user_limits.bootstrap import open_store, processor
 from user_limits.kinesis.leases import Lease
@@ -57,17 +57,6 @@ def test_the_memory_store_refuses_lease(tmp_path: Path) -> None:
 )
 def test_bad_lease_flags_are_one_line(tmp_path: Path, args: list[str], says: str) -> None:
     one_line_exit_2(consume(tmp_path, *args), says)
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    monkeypatch.delenv("USER_LIMITS_STORE", raising=False)
-    monkeypatch.chdir(tmp_path)
-
-    def invoke(*args: str) -> Run:
-        return cli(capsys, monkeypatch, *args)
-
-    return invoke
 
 
 def test_leases_lists_shard_holder_expiry_and_checkpoint(run: Any, tmp_path: Path) -> None:

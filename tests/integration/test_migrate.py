@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_runner import Run, cli
+from tests.cli_runner import Run
 from tests.servers.dynamodb_local import DynamoDBServer, new_table_name
 from tests.streams import STREAM_ARN, created, encode, process, progress, record
 from user_limits.bootstrap import open_store
@@ -34,17 +34,6 @@ KINDS = ("sqlite", "postgres", "dynamodb")
 COMMANDS = (("export",), ("parked", "--json"), ("dead-letters", "--json"), ("stats", "--json"))
 SYNTHETIC_SHARD = "shardId-000000000001"
 WHEN_WRITTEN = ("v", "storedAt", "batchIndex")
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Run]:
-    monkeypatch.delenv("USER_LIMITS_STORE", raising=False)
-    monkeypatch.chdir(tmp_path)
-
-    def invoke(*args: str) -> Run:
-        return cli(capsys, monkeypatch, *args)
-
-    return invoke
 
 
 @pytest.fixture

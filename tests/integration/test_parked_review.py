@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.cli_runner import cli
 from tests.streams import BASE_TIME, created, encode, process, progress, records, reset
 from user_limits.bootstrap import open_store
 from user_limits.cli import dead_letter_commands, parked_commands, projection_commands
@@ -175,17 +174,6 @@ def test_an_undecodable_parked_record_is_never_expired(store: LimitStore) -> Non
 
 
 # -- the command line, on every store
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
-    monkeypatch.delenv("USER_LIMITS_STORE", raising=False)
-    monkeypatch.chdir(tmp_path)
-
-    def invoke(*args: str) -> Any:
-        return cli(capsys, monkeypatch, *args)
-
-    return invoke
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.cli_runner import Run, cli
 from tests.servers.dynamodb_local import DynamoDBServer, set_dummy_credentials
 from tests.servers.kinesis_local import KinesisLocalServer
 from tests.streams import created, export, process, progress, record, reset
@@ -144,16 +143,6 @@ def bodies_in_queue(sqs: Any, queue: str) -> list[str]:
 
 def keys(s3: Any, bucket: str) -> list[str]:
     return sorted(entry["Key"] for entry in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    monkeypatch.chdir(tmp_path)
-
-    def invoke(*args: str) -> Run:
-        return cli(capsys, monkeypatch, *args)
-
-    return invoke
 
 
 def limits(store_url: str) -> dict[str, tuple[str, str]]:

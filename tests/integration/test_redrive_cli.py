@@ -17,7 +17,7 @@ from user_limits.stream.batch import BatchProcessor
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path) -> str:
     """A SQLite store where the older release dead-lettered a WEEK limit (its progress change
     parked) and a record that is not JSON."""
     url = f"sqlite:///{tmp_path}/store.db"
@@ -41,39 +41,41 @@ def dead_letters(
 
 
 def test_redrive_prints_the_counts_and_leaves_what_failed_again(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, store: str
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sqlite_url: str
 ) -> None:
-    run = cli(capsys, monkeypatch, "dead-letters", "redrive", "--store", store)
+    run = cli(capsys, monkeypatch, "dead-letters", "redrive", "--store", sqlite_url)
     assert run.code == 0, run.err
     assert run.out.strip() == "redriven 2: applied 2, skipped 0, ignored 0, parked 0, still dead 1"
-    (left,) = dead_letters(capsys, monkeypatch, store)
+    (left,) = dead_letters(capsys, monkeypatch, sqlite_url)
     assert str(left["reason"]).startswith("invalid envelope")
-    stats = json.loads(cli(capsys, monkeypatch, "stats", "--json", "--store", store).out)
+    stats = json.loads(cli(capsys, monkeypatch, "stats", "--json", "--store", sqlite_url).out)
     assert (stats["applied"], stats["parked"], stats["deadLettered"]) == (2, 0, 1)
-    shown = json.loads(cli(capsys, monkeypatch, "show", "u1", "--json", "--store", store).out)
+    shown = json.loads(cli(capsys, monkeypatch, "show", "u1", "--json", "--store", sqlite_url).out)
     assert [(limit["period"], limit["progress"]) for limit in shown] == [("WEEK", "20")]
 
 
 def test_a_dry_run_reports_and_changes_nothing(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, store: str
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sqlite_url: str
 ) -> None:
-    before = dead_letters(capsys, monkeypatch, store)
-    run = cli(capsys, monkeypatch, "dead-letters", "--store", store, "redrive", "--dry-run")
+    before = dead_letters(capsys, monkeypatch, sqlite_url)
+    run = cli(capsys, monkeypatch, "dead-letters", "--store", sqlite_url, "redrive", "--dry-run")
     assert run.code == 0, run.err
     assert run.out.strip() == (
         "would have redriven 2: applied 2, skipped 0, ignored 0, parked 0, still dead 1; nothing changed (dry run)"
     )
-    assert dead_letters(capsys, monkeypatch, store) == before
+    assert dead_letters(capsys, monkeypatch, sqlite_url) == before
 
 
 def test_json_counts_and_the_selectors(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, store: str
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sqlite_url: str
 ) -> None:
-    letters = dead_letters(capsys, monkeypatch, store)
+    letters = dead_letters(capsys, monkeypatch, sqlite_url)
     (weekly,) = [letter for letter in letters if "$.period" in str(letter["reason"])]
-    run = cli(capsys, monkeypatch, "dead-letters", "redrive", "--reason", "not JSON at all", "--json", "--store", store)
+    run = cli(
+        capsys, monkeypatch, "dead-letters", "redrive", "--reason", "not JSON at all", "--json", "--store", sqlite_url
+    )
     assert json.loads(run.out)["redriven"] == 0
-    run = cli(capsys, monkeypatch, "dead-letters", "redrive", "--json", "--store", store, "--reason", "$.period")
+    run = cli(capsys, monkeypatch, "dead-letters", "redrive", "--json", "--store", sqlite_url, "--reason", "$.period")
     assert json.loads(run.out) == {
         "redriven": 1,
         "applied": 2,
@@ -84,10 +86,19 @@ def test_json_counts_and_the_selectors(
         "deadLettered": 0,
         "dryRun": False,
     }
-    assert weekly not in dead_letters(capsys, monkeypatch, store)
+    assert weekly not in dead_letters(capsys, monkeypatch, sqlite_url)
     # Its id is gone: said on stderr, not an error (a redrive run again finds it so).
     run = cli(
-        capsys, monkeypatch, "dead-letters", "redrive", "--store", store, "--id", "no-such", "--id", str(weekly["id"])
+        capsys,
+        monkeypatch,
+        "dead-letters",
+        "redrive",
+        "--store",
+        sqlite_url,
+        "--id",
+        "no-such",
+        "--id",
+        str(weekly["id"]),
     )
     assert run.code == 0, run.err
     assert run.out.strip() == "redriven 0: applied 0, skipped 0, ignored 0, parked 0, still dead 0"
@@ -96,8 +107,8 @@ def test_json_counts_and_the_selectors(
         f"user-limits: no dead letter with id {weekly['id']}",
     ]
     # By id: the one asked for, and only it.
-    (junk,) = dead_letters(capsys, monkeypatch, store)
-    run = cli(capsys, monkeypatch, "dead-letters", "redrive", "--store", store, "--id", str(junk["id"]), "--json")
+    (junk,) = dead_letters(capsys, monkeypatch, sqlite_url)
+    run = cli(capsys, monkeypatch, "dead-letters", "redrive", "--store", sqlite_url, "--id", str(junk["id"]), "--json")
     assert (json.loads(run.out)["redriven"], json.loads(run.out)["stillDead"]) == (1, 1)
 
 
@@ -112,7 +123,7 @@ def test_json_counts_and_the_selectors(
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, store: str, args: list[str], message: str
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sqlite_url: str, args: list[str], message: str
 ) -> None:
     run = cli(capsys, monkeypatch, "dead-letters", "redrive", *args)
     assert run.code == 2
@@ -122,7 +133,9 @@ def test_bad_flags_are_one_line_and_exit_2(
 
 
 def test_the_store_given_twice_differently_is_refused(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, store: str, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sqlite_url: str, tmp_path: Path
 ) -> None:
-    run = cli(capsys, monkeypatch, "dead-letters", "--store", store, "redrive", "--store", f"sqlite:///{tmp_path}/b.db")
+    run = cli(
+        capsys, monkeypatch, "dead-letters", "--store", sqlite_url, "redrive", "--store", f"sqlite:///{tmp_path}/b.db"
+    )
     assert run.code == 2 and "--store given twice" in run.err

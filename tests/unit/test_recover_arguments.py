@@ -8,20 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_runner import Run, cli
-
 QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/failed-batches"
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    monkeypatch.delenv("USER_LIMITS_STORE", raising=False)
-    monkeypatch.chdir(tmp_path)
-
-    def invoke(*args: str) -> Run:
-        return cli(capsys, monkeypatch, *args)
-
-    return invoke
 
 
 @pytest.mark.parametrize(
