@@ -93,7 +93,7 @@ def run(quick: bool = False) -> dict[str, object]:
 
     total = sum(requests.values())
     # Limit events: the records that are not ignored types or poison (duplicates included).
-    limit_events = records - stats.ignored - stats.dead_lettered
+    limit_events = records - stats.ignored - stats.dead_letters
     per_record, per_limit_event = total / records, total / limit_events
     return {
         "records": records,
