@@ -30,6 +30,13 @@ from user_limits.stream.records import RejectedRecord, StreamRecord
 if TYPE_CHECKING:
     from mypy_boto3_kinesis.type_defs import RecordTypeDef
 
+# The reasons a RejectedRecord's dead letter starts with; a redrive knows such records by them
+# (user_limits.operations.redrive) and rejects them again rather than decode them.
+UNREADABLE_AGGREGATE = "KPL aggregate that cannot be de-aggregated"
+RECORD_OF_NO_AWS_SHAPE = "Lambda record of a shape AWS never sends"
+EVENT_OF_NO_AWS_SHAPE = "Lambda event of a shape AWS never sends"
+TRANSPORT_REASONS = (UNREADABLE_AGGREGATE, RECORD_OF_NO_AWS_SHAPE, EVENT_OF_NO_AWS_SHAPE)
+
 # Records written by the Kinesis Producer Library in its aggregated format start with these bytes.
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
 
@@ -212,7 +219,7 @@ def _is_text(value: object) -> bool:
 def _rejected_event(event: object, problem: str, strict: bool) -> tuple[list[StreamRecord], list[str]]:
     """The whole event as one record to dead-letter; it has no coordinates, so no sequence number
     to report ("" makes Lambda retry the whole batch, which is safe)."""
-    reason = f"Lambda event of a shape AWS never sends: {problem}"
+    reason = f"{EVENT_OF_NO_AWS_SHAPE}: {problem}"
     if strict:
         raise MalformedEvent(reason)
     return [RejectedRecord.of(StreamRecord(_as_bytes(event)), reason)], [""]
@@ -223,7 +230,7 @@ def _rejected(
 ) -> RejectedRecord:
     sequence_number, partition_key, arrival_ms, stream_arn, shard_id = coordinates
     record = StreamRecord(_as_bytes(raw), sequence_number, None, partition_key, arrival_ms, stream_arn, shard_id)
-    return RejectedRecord.of(record, "Lambda record of a shape AWS never sends: " + "; ".join(problems))
+    return RejectedRecord.of(record, f"{RECORD_OF_NO_AWS_SHAPE}: " + "; ".join(problems))
 
 
 def _as_bytes(value: object) -> bytes:
@@ -260,7 +267,7 @@ def expand_aggregate(record: StreamRecord) -> list[StreamRecord]:
         # no contract of theirs (a key index out of its table raises IndexError from inside the
         # library's own error report, truncated protobuf raises DecodeError...). Whatever it is, the
         # aggregate can never be read, and retrying its batch would fail for ever.
-        reason = f"KPL aggregate that cannot be de-aggregated: {type(error).__name__}: {error}"
+        reason = f"{UNREADABLE_AGGREGATE}: {type(error).__name__}: {error}"
         return [RejectedRecord.of(record, reason[:500])]
     _, sequence_number, _, partition_key, arrival_ms, stream_arn, shard_id = record
     return [

@@ -24,6 +24,7 @@ from user_limits.domain.events import UserLimitEvent
 from user_limits.domain.model import UserLimit
 from user_limits.errors import UserError
 from user_limits.family import UserLimitFamily
+from user_limits.kinesis.records import TRANSPORT_REASONS
 from user_limits.stores.base import LimitStore
 from user_limits.stream.engine import EventFamily, InvalidRecord
 from user_limits.stream.records import CommitError, DeadLetter, RejectedRecord, StreamRecord
@@ -34,12 +35,6 @@ BATCH = 1000
 # DynamoDB transaction (100 actions, a few of them the limit's own).
 PER_KEY = 50
 
-# The reasons the transport layer (user_limits.kinesis.records) gives the records it rejects.
-TRANSPORT_REASONS = (
-    "KPL aggregate that cannot be de-aggregated",
-    "Lambda record of a shape AWS never sends",
-    "Lambda event of a shape AWS never sends",
-)
 # Kinesis allows sequence numbers of up to 129 digits; anything else (from a record of a shape AWS
 # never sends) orders as a dead letter without coordinates.
 _MAX_SEQUENCE_DIGITS = 129
