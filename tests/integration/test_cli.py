@@ -340,11 +340,11 @@ def test_a_store_failure_mid_replay_keeps_the_committed_batches(
     path = write_array(tmp_path / "e.json", STREAM)
     original, calls = SQLiteStore._write, []
 
-    def third_write_fails(self: SQLiteStore, db: Any, outcome: Any) -> None:
+    def third_write_fails(self: SQLiteStore, db: Any, outcome: Any, stored: Any) -> None:
         calls.append(1)
         if len(calls) == 3:
             raise OSError("disk full (injected)")
-        original(self, db, outcome)
+        original(self, db, outcome, stored)
 
     with monkeypatch.context() as patch:
         patch.setattr(SQLiteStore, "_write", third_write_fails)

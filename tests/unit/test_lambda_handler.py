@@ -152,8 +152,8 @@ def _failing_write(monkeypatch: pytest.MonkeyPatch) -> None:
     """The store fails after writing part of the outcome, inside its transaction."""
     original = SQLiteStore._write
 
-    def write_then_fail(self: SQLiteStore, db: Any, outcome: Any) -> None:
-        original(self, db, outcome)
+    def write_then_fail(self: SQLiteStore, db: Any, outcome: Any, stored: Any) -> None:
+        original(self, db, outcome, stored)
         raise OSError("disk I/O error (injected)")
 
     monkeypatch.setattr(SQLiteStore, "_write", write_then_fail)

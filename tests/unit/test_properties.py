@@ -267,8 +267,8 @@ def test_store_outages_then_retries_change_nothing(data: st.DataObject) -> None:
     original = SQLiteStore._write
     outages_in_a_row = [0]
 
-    def flaky_write(self: SQLiteStore, db: Any, outcome: Any) -> None:
-        original(self, db, outcome)
+    def flaky_write(self: SQLiteStore, db: Any, outcome: Any, stored: Any) -> None:
+        original(self, db, outcome, stored)
         # An outage ends: at most three failures in a row.
         if outages_in_a_row[0] < 3 and data.draw(st.booleans(), label="outage"):
             outages_in_a_row[0] += 1

@@ -32,6 +32,7 @@ from user_limits.stores.sql.mapping import (
     dead_letter_row,
     row_dead_letter,
     row_limit,
+    split_moved,
 )
 from user_limits.stores.text import bounded_reason, storable, unstored
 from user_limits.stream.records import Checkpoint, Counts, DeadLetter, LeaseLost, Outcome, ParkedEvent, Snapshot
@@ -184,8 +185,9 @@ class SqlStore:
     def _one_line(self, error: BaseException) -> str:
         return " ".join(str(error).split()) or type(error).__name__
 
-    def _upsert_limits(self, db: Executor, limits: Sequence[UserLimit]) -> None:
-        """Write the limits, each only over an older stored one (by sequence number)."""
+    def _write_limits(self, db: Executor, whole: Sequence[UserLimit], moved: Sequence[UserLimit]) -> None:
+        """Write the limits, each only over an older stored one (by sequence number): ``whole`` as
+        an upsert of every column, ``moved`` as an update of MOVING_COLUMNS (``mapping.split_moved``)."""
         raise NotImplementedError
 
     def _store_checkpoint(self, db: Executor, checkpoint: Checkpoint) -> None:
@@ -214,11 +216,12 @@ class SqlStore:
 
     # -- write side
 
-    def _write(self, db: Executor, outcome: Outcome[UserLimit]) -> None:
-        """The outcome, in the order every SQL store writes it, inside the dialect's transaction."""
+    def _write(self, db: Executor, outcome: Outcome[UserLimit], stored: Mapping[str, UserLimit]) -> None:
+        """The outcome, in the order every SQL store writes it, inside the dialect's transaction;
+        ``stored``: the limits the batch read (its snapshot's), which the transaction still holds."""
         sql = self.sql
         if outcome.states:
-            self._upsert_limits(db, list(outcome.states.values()))
+            self._write_limits(db, *split_moved(outcome.states, stored))
         if outcome.parked_added:
             db.executemany(
                 sql.insert_parked, [(event.key, event.position, event.data) for _, event in outcome.parked_added]

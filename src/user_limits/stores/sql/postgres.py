@@ -36,7 +36,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from user_limits.domain.model import UserLimit
 from user_limits.stores.base import StoreError
 from user_limits.stores.sql.core import Executor, SqlStore, Statements, snapshot_of
-from user_limits.stores.sql.mapping import LIMIT_COLUMNS, LIMIT_NAMES
+from user_limits.stores.sql.mapping import LIMIT_COLUMNS, LIMIT_NAMES, MOVING_FIELDS
 from user_limits.stores.text import storable
 from user_limits.stream.records import Checkpoint, Counts, Outcome, Snapshot
 
@@ -56,6 +56,13 @@ FROM json_to_recordset(%s::json) AS r({_RECORD})
 ON CONFLICT (user_limit_id) DO UPDATE SET
     {", ".join(f"{column.name} = EXCLUDED.{column.name}" for column in LIMIT_COLUMNS[1:])}
 WHERE user_limits.last_sequence_number < EXCLUDED.last_sequence_number
+"""
+# The limits whose other columns are as stored (mapping.split_moved): MOVING_COLUMNS alone, so
+# that no indexed column is set and PostgreSQL can update the row in place (HOT).
+_MOVE = f"""
+UPDATE user_limits AS u SET {", ".join(f'{column.name} = r."{column.json_name}"' for column in MOVING_FIELDS)}
+FROM json_to_recordset(%s::json) AS r({_RECORD})
+WHERE u.user_limit_id = r."userLimitId" AND u.last_sequence_number < r."lastSequenceNumber"
 """
 # Locks in hash order; ORDER BY in the subquery fixes the order the locks are taken in.
 _LOCK_KEYS = """
@@ -279,9 +286,10 @@ class PostgresStore(SqlStore):
         db = self._connection()
         try:
             with db.transaction():
-                outcome = project(self._snapshot(db, list(keys)))
+                snapshot = self._snapshot(db, list(keys))
+                outcome = project(snapshot)
                 self._hold_lease(db, outcome.checkpoint)
-                self._write(db, outcome)
+                self._write(db, outcome, snapshot.states)
         except psycopg.Error as error:  # rolled back by the transaction block
             raise self._failed(error) from error
         return outcome
@@ -305,12 +313,15 @@ class PostgresStore(SqlStore):
             parked.execute(_SELECT_PARKED, ids)
             return snapshot_of(limits.fetchall(), parked.fetchall())
 
-    def _write(self, db: Any, outcome: Outcome[UserLimit]) -> None:
+    def _write(self, db: Any, outcome: Outcome[UserLimit], stored: Mapping[str, UserLimit]) -> None:
         with db.pipeline(), db.cursor() as cursor:
-            super()._write(cursor, outcome)
+            super()._write(cursor, outcome, stored)
 
-    def _upsert_limits(self, db: Executor, limits: Sequence[UserLimit]) -> None:
-        db.execute(_UPSERT, (_json_text(limits),))
+    def _write_limits(self, db: Executor, whole: Sequence[UserLimit], moved: Sequence[UserLimit]) -> None:
+        if whole:
+            db.execute(_UPSERT, (_json_text(whole),))
+        if moved:
+            db.execute(_MOVE, (_json_text(moved),))
 
     def _store_checkpoint(self, db: Executor, checkpoint: Checkpoint) -> None:
         where = (storable(checkpoint.stream), storable(checkpoint.shard_id))

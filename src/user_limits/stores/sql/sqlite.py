@@ -29,7 +29,7 @@ from pathlib import Path
 from user_limits.domain.model import UserLimit
 from user_limits.stores.base import StoreError
 from user_limits.stores.sql.core import Executor, SqlStore, Statements, snapshot_of
-from user_limits.stores.sql.mapping import LIMIT_COLUMNS, LIMIT_NAMES, limit_row
+from user_limits.stores.sql.mapping import LIMIT_COLUMNS, LIMIT_NAMES, MOVING_COLUMNS, limit_row, moving_row
 from user_limits.stores.text import storable
 from user_limits.stream.records import Checkpoint, Counts, Outcome, ParkedEvent, Snapshot
 
@@ -153,6 +153,14 @@ ON CONFLICT (user_limit_id) DO UPDATE SET
     {", ".join(f"{column.name} = excluded.{column.name}" for column in LIMIT_COLUMNS[1:])}
 WHERE excluded.last_sequence_number > user_limits.last_sequence_number
 """
+# Numbered parameters: moving_row gives MOVING_COLUMNS, then the key; last_sequence_number is
+# both set and compared.
+_MOVE = (
+    "UPDATE user_limits SET "
+    + ", ".join(f"{name} = ?{number}" for number, name in enumerate(MOVING_COLUMNS, 1))
+    + f" WHERE user_limit_id = ?{len(MOVING_COLUMNS) + 1}"
+    + f" AND last_sequence_number < ?{MOVING_COLUMNS.index('last_sequence_number') + 1}"
+)
 # max() of SQLite is NULL if either is: as_of stays when the batch applied nothing.
 _ADD_COUNTS = """
 UPDATE counters SET applied = applied + ?, skipped = skipped + ?, ignored = ignored + ?, drifted = drifted + ?,
@@ -321,7 +329,7 @@ class SQLiteStore(SqlStore):
                 self._local.every_limit_written = True
                 outcome = project(snapshot)
                 self._hold_lease(db, outcome.checkpoint)
-                self._write(db, outcome)
+                self._write(db, outcome, snapshot.states)
                 db.execute("COMMIT")
             except BaseException:
                 cache.clear()
@@ -382,11 +390,14 @@ class SQLiteStore(SqlStore):
                         parked[key] = waiting
         return snapshot
 
-    def _upsert_limits(self, db: Executor, limits: Sequence[UserLimit]) -> None:
+    def _write_limits(self, db: Executor, whole: Sequence[UserLimit], moved: Sequence[UserLimit]) -> None:
         before = self._connection().total_changes
-        db.executemany(_UPSERT, [limit_row(limit) for limit in limits])
-        # A limit the conditional upsert refused (the file held a newer one) is not what the cache would say.
-        self._local.every_limit_written = self._connection().total_changes - before == len(limits)
+        if whole:
+            db.executemany(_UPSERT, [limit_row(limit) for limit in whole])
+        if moved:
+            db.executemany(_MOVE, [moving_row(limit) for limit in moved])
+        # A limit a conditional write refused (the file held a newer one) is not what the cache would say.
+        self._local.every_limit_written = self._connection().total_changes - before == len(whole) + len(moved)
 
     def _store_checkpoint(self, db: Executor, checkpoint: Checkpoint) -> None:
         # Sequence numbers are text here (beyond 64 bits): compared as numbers in Python.
