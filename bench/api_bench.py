@@ -179,7 +179,7 @@ def run(quick: bool = False) -> dict[str, object]:
             server.wait(timeout=10)
     ratio = round(api["p99Ms"] / floor["p99Ms"], 2)
     command = f"python -m bench.api_bench{' --quick' if quick else ''}"
-    rows = [
+    rows: list[dict[str, object]] = [
         {"metric": "API GET /api/user-limits/{userId}: requests/s", "figure": api["rps"], "target": "", "met": None},
         {"metric": "API: p50 / p99 latency (ms)", "figure": f"{api['p50Ms']} / {api['p99Ms']}", "target": ""},
         {"metric": "floor (constant route): requests/s", "figure": floor["rps"], "target": "", "met": None},

@@ -160,11 +160,11 @@ def serve(port: int) -> None:
 
     def transact_write_items(self: models.DynamoDBBackend, transact_items: list[dict[str, object]]) -> None:
         with one_at_a_time:
-            models.copy = TablesCopiedOnce()  # type: ignore[assignment]
+            models.copy = TablesCopiedOnce()  # type: ignore[assignment, attr-defined]
             try:
                 transact(self, transact_items)
             finally:
-                models.copy = copy
+                models.copy = copy  # type: ignore[attr-defined]
 
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     server.main(["-H", "127.0.0.1", "-p", str(port)])
