@@ -86,7 +86,7 @@ def counts_line(counts: Counts) -> str:
     """What a run or a batch did."""
     return (
         f"applied {counts.applied}, skipped {counts.skipped}, ignored {counts.ignored}, "
-        f"parked {counts.parked}, dead-lettered {counts.dead_lettered}"
+        f"parked {counts.parked}, dead-lettered {counts.dead_lettered}, drifted {counts.drifted}"
     )
 
 
