@@ -26,37 +26,12 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from user_limits.kinesis.shards import Shard
-from user_limits.stream.records import LeaseGuard
 
-
-class Lease(NamedTuple):
-    """One shard's lease as the store holds it."""
-
-    stream: str
-    shard_id: str
-    holder: str | None = None
-    counter: int = 0
-    # Epoch ms after which the lease is free to take; 0 for a free lease.
-    expires_ms: int = 0
-
-    def live(self, now_ms: int) -> bool:
-        return self.holder is not None and self.expires_ms > now_ms
-
-    def guard(self) -> LeaseGuard:
-        assert self.holder is not None
-        return LeaseGuard(self.holder, self.counter)
-
-    def renewed(self, until_ms: int) -> Lease:
-        return self._replace(expires_ms=until_ms)
-
-    def taken(self, holder: str, until_ms: int) -> Lease:
-        return self._replace(holder=holder, counter=self.counter + 1, expires_ms=until_ms)
-
-    def released(self) -> Lease:
-        return self._replace(holder=None, counter=self.counter + 1, expires_ms=0)
+# Lease is a stream record (the stores keep it); imported here, where the protocol uses it.
+from user_limits.stream.records import Lease
 
 
 @runtime_checkable

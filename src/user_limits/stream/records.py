@@ -82,6 +82,33 @@ class LeaseGuard(NamedTuple):
     counter: int
 
 
+class Lease(NamedTuple):
+    """One shard's lease as the store holds it."""
+
+    stream: str
+    shard_id: str
+    holder: str | None = None
+    counter: int = 0
+    # Epoch ms after which the lease is free to take; 0 for a free lease.
+    expires_ms: int = 0
+
+    def live(self, now_ms: int) -> bool:
+        return self.holder is not None and self.expires_ms > now_ms
+
+    def guard(self) -> LeaseGuard:
+        assert self.holder is not None
+        return LeaseGuard(self.holder, self.counter)
+
+    def renewed(self, until_ms: int) -> Lease:
+        return self._replace(expires_ms=until_ms)
+
+    def taken(self, holder: str, until_ms: int) -> Lease:
+        return self._replace(holder=holder, counter=self.counter + 1, expires_ms=until_ms)
+
+    def released(self) -> Lease:
+        return self._replace(holder=None, counter=self.counter + 1, expires_ms=0)
+
+
 class Checkpoint(NamedTuple):
     """The last Kinesis record of a shard whose effect is committed.
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from user_limits.kinesis.leases import Lease
 from user_limits.stores.dynamodb.layout import checkpoint_sk, item_key, number_attr, text_attr
 from user_limits.stores.text import storable, unstored
-from user_limits.stream.records import LeaseGuard
+from user_limits.stream.records import Lease, LeaseGuard
 
 if TYPE_CHECKING:
     from user_limits.stores.dynamodb.layout import Item

@@ -46,7 +46,6 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from user_limits.domain.model import UserLimit
-from user_limits.kinesis.leases import Lease
 from user_limits.stores.base import StoreError, Totals
 from user_limits.stores.dynamodb.client import RETRIES, backoff, connect, describe, error_code, where
 from user_limits.stores.dynamodb.layout import (
@@ -90,6 +89,7 @@ from user_limits.stream.records import (
     CommitError,
     Counts,
     DeadLetter,
+    Lease,
     LeaseGuard,
     LeaseLost,
     Outcome,

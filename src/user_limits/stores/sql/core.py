@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from user_limits.domain.model import UserLimit
-from user_limits.kinesis.leases import Lease
 from user_limits.stores.base import StoreError, Totals
 from user_limits.stores.sql.mapping import (
     DEAD_LETTER_NAMES,
@@ -35,7 +34,7 @@ from user_limits.stores.sql.mapping import (
     split_moved,
 )
 from user_limits.stores.text import bounded_reason, storable, unstored
-from user_limits.stream.records import Checkpoint, Counts, DeadLetter, LeaseLost, Outcome, ParkedEvent, Snapshot
+from user_limits.stream.records import Checkpoint, Counts, DeadLetter, Lease, LeaseLost, Outcome, ParkedEvent, Snapshot
 
 # all_limits reads this many limits a query: each limit once, without holding a read open between pages.
 _PAGE = 5000
