@@ -10,6 +10,8 @@ from user_limits.domain.events import UserLimitEvent
 from user_limits.domain.model import UserLimit
 from user_limits.domain.projection import apply
 from user_limits.family import UserLimitFamily
+from user_limits.operations.snapshots.family import ImportFamily, snapshot_record
+from user_limits.operations.snapshots.format import snapshot_line
 from user_limits.stream.engine import decode_batch, project
 from user_limits.stream.records import DeadLetter, Outcome, ParkedEvent, Snapshot, StreamRecord
 
@@ -182,6 +184,37 @@ def test_left_over_parked_events_of_an_existing_limit_are_settled_first() -> Non
     assert outcome.counts.applied == 2
 
 
+def test_left_over_parked_events_above_the_batchs_event_are_applied_after_it() -> None:
+    # Applied first, the event at 8 would make the batch's event at 6 look stale, and lose it.
+    stored = limit(created("L1", 1))
+    snapshot = Snapshot({"L1": stored}, {"L1": [parked(progress("L1", 8, "1", "4"))]})
+    outcome = run(records([progress("L1", 6, "4", "0")]), snapshot)
+    assert outcome.counts.applied == 2
+    assert outcome.counts.skipped == 0
+    assert (str(outcome.states["L1"].progress), outcome.states["L1"].last_sequence_number) == ("5", 8)
+    assert [event.position for _, event in outcome.parked_removed] == [8]
+
+
+def test_a_limit_created_again_settles_its_left_overs_in_position_order() -> None:
+    stored = limit(created("L1", 1, value="100"))
+    waiting = [parked(progress("L1", 3, "7", "0")), parked(progress("L1", 9, "2", "0"))]
+    outcome = run(records([created("L1", 5, value="500")]), Snapshot({"L1": stored}, {"L1": waiting}))
+    state = outcome.states["L1"]
+    # 3 on the old limit, then the creation at 5, then 9 on the new one.
+    assert (str(state.value), str(state.progress), state.last_sequence_number) == ("500", "2", 9)
+    assert outcome.counts.applied == 3
+    assert sorted(event.position for _, event in outcome.parked_removed) == [3, 9]
+
+
+def test_a_left_over_at_the_events_own_position_is_the_same_event_skipped_once() -> None:
+    stored = limit(created("L1", 1))
+    snapshot = Snapshot({"L1": stored}, {"L1": [parked(progress("L1", 4, "4", "0"))]})
+    outcome = run(records([progress("L1", 4, "4", "0")]), snapshot)
+    assert (outcome.counts.applied, outcome.counts.skipped) == (1, 1)
+    assert outcome.states["L1"].last_sequence_number == 4
+    assert [event.position for _, event in outcome.parked_removed] == [4]
+
+
 def test_touched_records_the_expected_position_and_first_record() -> None:
     stored = limit(created("L1", 7))
     outcome = run(
@@ -220,3 +253,16 @@ def test_a_parked_event_that_no_longer_decodes_is_dead_lettered_not_a_crash() ->
     }  # fmt: skip
     assert again.counts == outcome.counts and again.dead_letters == outcome.dead_letters
     assert decoded.dead_letters == []
+
+
+def test_a_snapshot_line_over_a_limit_with_left_overs_is_judged_in_position_order() -> None:
+    stored = limit(created("L1", 1, value="100"))
+    # The snapshot reflects the limit at 5 (value 500, progress 40); 3 and 9 wait, left over.
+    line = snapshot_line(limit(created("L1", 4, value="500"), progress("L1", 5, "40", "0")))
+    waiting = [parked(progress("L1", 3, "7", "0")), parked(progress("L1", 9, "2", "40"))]
+    family_of_import = ImportFamily()
+    decoded = decode_batch(family_of_import, [snapshot_record(line)])
+    outcome = project(family_of_import, decoded, Snapshot({"L1": stored}, {"L1": waiting}))
+    state = outcome.states["L1"]
+    assert (str(state.value), str(state.progress), state.last_sequence_number) == ("500", "42", 9)
+    assert family_of_import.limits_applied == 1

@@ -11,6 +11,8 @@ belongs to, its position, whether it creates the entity, and how it changes it.
   family says which); the state is what the family's rules make of it, drift or not.
 - An event for an entity that does not exist yet is parked (once per position); when the entity is
   created, its parked events above the creation are applied in position order.
+- Parked events left over for an entity that exists (a concurrent writer parked them while another
+  created it) are applied in position order with the batch's events of that entity.
 """
 
 from __future__ import annotations
@@ -116,10 +118,17 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
             counts.drifted += 1
             drifted_by_key[key] = drifted_by_key.get(key, 0) + 1
 
-    def drain(key: str, index: int) -> None:
+    def drain(key: str, index: int, below: int | None = None) -> None:
+        """Apply the key's parked events in position order (only those below ``below``, if given;
+        the others stay parked, for a later drain)."""
         waiting = parked.pop(key, None)
         if not waiting:
             return
+        if below is not None:
+            later = {position: event for position, event in waiting.items() if position >= below}
+            if later:
+                parked[key] = later
+                waiting = {position: event for position, event in waiting.items() if position < below}
         state = states[key]
         for position in sorted(waiting):
             event = waiting[position]
@@ -149,22 +158,26 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
 
     for index, event, data in decoded.events:
         key = key_of(event)
+        position = position_of(event)
         if key not in touched:
             stored = snapshot.states.get(key)
             touched[key] = (None if stored is None else state_position(stored), index)
             if stored is not None and key in parked:
-                # Left over from a concurrent writer or a partial commit: settle it first.
-                drain(key, index)
-        position = position_of(event)
+                # Left over from a concurrent writer or a partial commit: applied in position order
+                # with this event, those below it first, the others right after it.
+                drain(key, index, below=position)
         state = states.get(key)
         if state is not None:
             if position <= state_position(state):
                 counts.skipped += 1
-                continue
-            states[key] = state = apply(state, event)
-            counts.applied += 1
-            applied_by_key[key] = applied_by_key.get(key, 0) + 1
-            count_drift(key, state)
+            else:
+                states[key] = state = apply(state, event)
+                counts.applied += 1
+                applied_by_key[key] = applied_by_key.get(key, 0) + 1
+                count_drift(key, state)
+            if key in parked:
+                drain(key, index)
+            continue
         elif creates(event):
             states[key] = state = apply(None, event)
             counts.applied += 1
