@@ -266,3 +266,19 @@ def test_a_snapshot_line_over_a_limit_with_left_overs_is_judged_in_position_orde
     state = outcome.states["L1"]
     assert (str(state.value), str(state.progress), state.last_sequence_number) == ("500", "42", 9)
     assert family_of_import.limits_applied == 1
+
+
+def test_a_snapshot_line_over_a_limit_that_drifted_keeps_its_last_drift() -> None:
+    change = family.decode(encode(progress("L1", 2, "5", "0", remainingAmount="1")))  # 95 remain, not 1
+    assert change is not None
+    drifted = family.apply(limit(created("L1", 1, value="100")), change)
+    assert drifted.drift_sequence_number == 2
+    line = snapshot_line(limit(created("L1", 4, value="500")))
+    family_of_import = ImportFamily()
+    outcome = project(
+        family_of_import, decode_batch(family_of_import, [snapshot_record(line)]), Snapshot({"L1": drifted})
+    )
+    state = outcome.states["L1"]
+    assert (str(state.value), state.last_sequence_number) == ("500", 4)
+    assert (state.drift_sequence_number, state.drift_figure, state.drift_theirs) == (2, "remainingAmount", 1)
+    assert outcome.counts.drifted == 0  # the drift is the stored one, not this line's

@@ -89,16 +89,24 @@ def observe(before: UserLimit | None, event: UserLimitEvent, after: UserLimit) -
             drift_at=event.created_at,
         )
     if before.drift_sequence_number is not None and after.drift_sequence_number is None:
-        return replace(
-            after,
-            drift_sequence_number=before.drift_sequence_number,
-            drift_event_type=before.drift_event_type,
-            drift_figure=before.drift_figure,
-            drift_ours=before.drift_ours,
-            drift_theirs=before.drift_theirs,
-            drift_at=before.drift_at,
-        )
+        return carried(before, after)
     return after
+
+
+def carried(before: UserLimit | None, after: UserLimit) -> UserLimit:
+    """``after`` with the last drift ``before`` kept, unless ``after`` has one of its own: what a
+    limit replaced whole (created again, or by a snapshot line, which holds no drift) keeps."""
+    if before is None or before.drift_sequence_number is None or after.drift_sequence_number is not None:
+        return after
+    return replace(
+        after,
+        drift_sequence_number=before.drift_sequence_number,
+        drift_event_type=before.drift_event_type,
+        drift_figure=before.drift_figure,
+        drift_ours=before.drift_ours,
+        drift_theirs=before.drift_theirs,
+        drift_at=before.drift_at,
+    )
 
 
 def drifted(state: UserLimit) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from user_limits.domain import drift
 from user_limits.domain.events import UserLimitEvent
 from user_limits.domain.model import UserLimit
 from user_limits.family import UserLimitFamily
@@ -82,8 +83,9 @@ class ImportFamily:
     def apply(self, state: UserLimit | None, event: ImportEvent) -> UserLimit:
         if isinstance(event, ImportedLimit):
             # The snapshot's limit replaces what is stored: the engine applies it only when newer.
+            # A snapshot holds no drift: the stored limit's last one stays, as on a creation.
             self.limits_applied += 1
-            return event.limit
+            return drift.carried(state, event.limit)
         return self.events.apply(state, event)
 
     def drifted(self, state: UserLimit) -> bool:
