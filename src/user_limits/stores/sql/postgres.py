@@ -36,7 +36,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from user_limits.domain.model import UserLimit
 from user_limits.stores.base import StoreError
 from user_limits.stores.sql.core import Executor, SqlStore, Statements, snapshot_of
-from user_limits.stores.sql.mapping import LIMIT_COLUMNS, LIMIT_NAMES, MOVING_FIELDS
+from user_limits.stores.sql.mapping import LIMIT_COLUMNS, LIMIT_NAMES, MOVING_FIELDS, moving_row
 from user_limits.stores.text import storable
 from user_limits.stream.records import Checkpoint, Counts, Outcome, Snapshot
 
@@ -58,11 +58,17 @@ ON CONFLICT (user_limit_id) DO UPDATE SET
 WHERE user_limits.last_sequence_number < EXCLUDED.last_sequence_number
 """
 # The limits whose other columns are as stored (mapping.split_moved): MOVING_COLUMNS alone, so
-# that no indexed column is set and PostgreSQL can update the row in place (HOT).
+# that no indexed column is set and PostgreSQL can update the row in place (HOT). They travel as
+# one JSON array of mapping.moving_row arrays (the moving columns, then the key): parsed once as
+# jsonb, with none of the other columns' text, at about half the server's time of whole objects.
+_MOVED = {
+    column.name: f"(e->>{n})" + ("::bigint" if column.kind == "integer" else "")
+    for n, column in enumerate(MOVING_FIELDS)
+}
 _MOVE = f"""
-UPDATE user_limits AS u SET {", ".join(f'{column.name} = r."{column.json_name}"' for column in MOVING_FIELDS)}
-FROM json_to_recordset(%s::json) AS r({_RECORD})
-WHERE u.user_limit_id = r."userLimitId" AND u.last_sequence_number < r."lastSequenceNumber"
+UPDATE user_limits AS u SET {", ".join(f"{name} = {value}" for name, value in _MOVED.items())}
+FROM jsonb_array_elements(%s::jsonb) AS e
+WHERE u.user_limit_id = e->>{len(MOVING_FIELDS)} AND u.last_sequence_number < {_MOVED["last_sequence_number"]}
 """
 # Locks in hash order; ORDER BY in the subquery fixes the order the locks are taken in.
 _LOCK_KEYS = """
@@ -321,7 +327,7 @@ class PostgresStore(SqlStore):
         if whole:
             db.execute(_UPSERT, (_json_text(whole),))
         if moved:
-            db.execute(_MOVE, (_json_text(moved),))
+            db.execute(_MOVE, (_json_text([moving_row(limit) for limit in moved]),))
 
     def _store_checkpoint(self, db: Executor, checkpoint: Checkpoint) -> None:
         where = (storable(checkpoint.stream), storable(checkpoint.shard_id))
