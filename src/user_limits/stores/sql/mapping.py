@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, get_args, get_type_hints
 
 from user_limits.domain.model import UserLimit
-from user_limits.stores.fields import LIMIT_FIELDS
+from user_limits.stores.fields import LIMIT_FIELDS, Field
 from user_limits.stores.text import bounded_reason, storable, storable_or_none, unstored_or_none
 from user_limits.stream.records import DeadLetter
 
@@ -36,19 +36,18 @@ def _compiled(name: str, body: str, doc: str, arguments: str = "value") -> Any:
     return function
 
 
-limit_row: Callable[[UserLimit], tuple[Any, ...]] = _compiled(
-    "limit_row",
-    "("
-    + "".join(
-        (
-            (f"None if value.{f.name} is None else str(value.{f.name}), " if f.nullable else f"str(value.{f.name}), ")
-            if f.decimal
-            else f"value.{f.name}, "
-        )
-        for f in LIMIT_FIELDS
+def _column_values(fields: Sequence[Field]) -> str:
+    """The expressions of those fields' column values, each followed by a comma: Decimals as text."""
+    return "".join(
+        (f"None if value.{f.name} is None else str(value.{f.name}), " if f.nullable else f"str(value.{f.name}), ")
+        if f.decimal
+        else f"value.{f.name}, "
+        for f in fields
     )
-    + ")",
-    "The limit's column values, Decimals as their text.",
+
+
+limit_row: Callable[[UserLimit], tuple[Any, ...]] = _compiled(
+    "limit_row", f"({_column_values(LIMIT_FIELDS)})", "The limit's column values, Decimals as their text."
 )
 row_limit: Callable[[Sequence[Any]], UserLimit] = _compiled(
     "row_limit",
@@ -83,14 +82,7 @@ moved_only: Callable[[UserLimit, UserLimit], bool] = _compiled(
 )
 moving_row: Callable[[UserLimit], tuple[Any, ...]] = _compiled(
     "moving_row",
-    "("
-    + "".join(
-        (f"None if value.{f.name} is None else str(value.{f.name}), " if f.nullable else f"str(value.{f.name}), ")
-        if f.decimal
-        else f"value.{f.name}, "
-        for f in MOVING_FIELDS
-    )
-    + "value.user_limit_id)",
+    f"({_column_values(MOVING_FIELDS)}value.user_limit_id)",
     "The MOVING_COLUMNS values of the limit, Decimals as their text, then its key.",
 )
 
