@@ -17,7 +17,6 @@ is written for speed (``bench/handler_bench.py`` measures it).
 from __future__ import annotations
 
 import base64
-import hashlib
 from binascii import Error as BinasciiError
 from binascii import a2b_base64 as _a2b_base64
 from collections.abc import Iterable, Mapping
@@ -254,6 +253,8 @@ def expand_aggregate(record: StreamRecord) -> list[StreamRecord]:
     The library is imported only when an aggregated record shows up: it pulls in protobuf, which
     would cost every cold start otherwise.
     """
+    import hashlib  # like the library, only for an aggregate: OpenSSL's load costs every cold start
+
     from aws_kinesis_agg import DIGEST_SIZE
 
     data = record.data

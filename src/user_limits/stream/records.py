@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
 
@@ -62,6 +61,8 @@ class DeadLetter(NamedTuple):
             return (
                 f"{self.stream_arn or ''}|{self.shard_id or ''}|{self.sequence_number}|{self.sub_sequence_number or 0}"
             )
+        import hashlib  # here, not at the top: OpenSSL's load is a few ms of every Lambda cold start
+
         return "sha256:" + hashlib.sha256(self.data).hexdigest()
 
 
