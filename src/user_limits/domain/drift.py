@@ -29,7 +29,7 @@ from user_limits.domain.events import (
     ProgressChanged,
     UserLimitEvent,
 )
-from user_limits.domain.model import UserLimit
+from user_limits.domain.model import DRIFT_FIELDS, UserLimit
 from user_limits.domain.projection import EXACT
 
 # The producer's figures are only validated, never range-checked (rule 1): one may have a million
@@ -98,15 +98,7 @@ def carried(before: UserLimit | None, after: UserLimit) -> UserLimit:
     limit replaced whole (created again, or by a snapshot line, which holds no drift) keeps."""
     if before is None or before.drift_sequence_number is None or after.drift_sequence_number is not None:
         return after
-    return replace(
-        after,
-        drift_sequence_number=before.drift_sequence_number,
-        drift_event_type=before.drift_event_type,
-        drift_figure=before.drift_figure,
-        drift_ours=before.drift_ours,
-        drift_theirs=before.drift_theirs,
-        drift_at=before.drift_at,
-    )
+    return replace(after, **{name: getattr(before, name) for name in DRIFT_FIELDS})
 
 
 def drifted(state: UserLimit) -> bool:

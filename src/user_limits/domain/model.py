@@ -66,6 +66,10 @@ class UserLimit(msgspec.Struct, frozen=True, gc=False, rename="camel"):
         return _WIDE.divide(_WIDE.multiply(self.progress, 100), self.value).quantize(Decimal("0.01"), context=_WIDE)
 
 
+# The last drift's fields, which a limit replaced whole keeps (domain.drift.carried).
+DRIFT_FIELDS: tuple[str, ...] = tuple(name for name in UserLimit.__struct_fields__ if name.startswith("drift_"))
+
+
 def export_dict(limit: UserLimit) -> dict[str, object]:
     """The exported form: exactly EXPORT_FIELDS, decimals as strings, absent values as null."""
     return {

@@ -23,8 +23,8 @@ LIMIT_COLUMNS = LIMIT_FIELDS
 LIMIT_NAMES = ", ".join(column.name for column in LIMIT_COLUMNS)
 
 
-# The two conversions the batch makes for every limit, written out from the fields once, at
-# import: a tuple display and a call with positional arguments are about twice as fast as a
+# The conversions and the test the batch makes for every limit, written out from the fields once,
+# at import: a tuple display and a call with positional arguments are about twice as fast as a
 # generic loop over the fields.
 
 

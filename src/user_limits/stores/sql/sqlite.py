@@ -204,7 +204,7 @@ class RowCache:
         """After the commit of ``outcome``: what the file now holds for the keys it touched.
 
         Trusted only for an outcome projected from ``snapshot`` (the position it expected for
-        each key is the snapshot's) whose every limit the conditional upsert wrote; otherwise
+        each key is the snapshot's) whose every limit the conditional write took; otherwise
         the cache is dropped."""
         states, read = outcome.states, snapshot.states
         if not every_limit_written or len(self.limits) > CACHE_LIMITS:
