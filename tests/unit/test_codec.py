@@ -110,6 +110,16 @@ def test_mistyped_envelope_fields(name: str, value: Any) -> None:
     assert name in reason(with_field(ENVELOPE, name, value))
 
 
+@pytest.mark.parametrize(
+    "envelope", [ENVELOPE, progress("L1", 4, "5", "0"), reset("L1", 5, 10), noise(6)], ids=lambda e: e["type"]
+)
+@pytest.mark.parametrize("value", [[], "{}", None, 5, True])
+def test_a_payload_that_is_not_an_object_is_refused_whatever_the_type(envelope: dict[str, Any], value: Any) -> None:
+    # A handled type's payload decoder refuses it, an ignored type's payload is checked alone: the
+    # same reason either way, never an ignored record.
+    assert reason(with_field(envelope, "payload", value)) == "invalid envelope: Expected `object` - at `$.payload`"
+
+
 def test_bad_utf8_in_a_field_the_decoder_would_skip() -> None:
     # msgspec skips unknown fields without validating them; the record is still not valid UTF-8.
     data = encode({**ENVELOPE, "extra": "PLACEHOLDER"}).replace(b"PLACEHOLDER", b"\xc3\x28")
