@@ -210,12 +210,10 @@ class UserLimitFamily:
     position: Callable[[UserLimitEvent], int] = attrgetter("sequence_number")
     state_position: Callable[[UserLimit], int] = attrgetter("last_sequence_number")
 
-    def creates(self, event: UserLimitEvent) -> bool:
-        return projection.creates(event)
+    # The domain's functions themselves, not methods that call them: one Python call less an event.
+    creates: Callable[[UserLimitEvent], bool] = staticmethod(projection.creates)
+    drifted: Callable[[UserLimit], bool] = staticmethod(drift.drifted)
 
     def apply(self, state: UserLimit | None, event: UserLimitEvent) -> UserLimit:
         # The rules, then the check against the producer's figures (reported, never corrected).
         return drift.observe(state, event, projection.apply(state, event))
-
-    def drifted(self, state: UserLimit) -> bool:
-        return drift.drifted(state)
