@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from operator import attrgetter
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -25,6 +26,8 @@ from user_limits.domain.model import UserLimit
 from user_limits.kinesis.records import records_from_lambda_event
 from user_limits.stream.batch import BatchProcessor, BatchResult
 from user_limits.stream.records import StreamRecord
+
+_arrival_ms = attrgetter("arrival_ms")
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "user-limits"))
 metrics = Metrics(
@@ -67,7 +70,7 @@ def _log_batch(
     records: list[StreamRecord], result: BatchResult, failures: list[dict[str, str]], seconds: float
 ) -> None:
     counts = result.counts.as_json()
-    arrivals = [record.arrival_ms for record in records if record.arrival_ms is not None]
+    arrivals = [ms for ms in map(_arrival_ms, records) if ms is not None]
     now_ms = time.time() * 1000
     age_ms = {"oldest": round(now_ms - min(arrivals)), "newest": round(now_ms - max(arrivals))} if arrivals else None
     line: dict[str, Any] = {

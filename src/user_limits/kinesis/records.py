@@ -106,14 +106,19 @@ def records_from_lambda_event(event: object, strict: bool = False) -> tuple[list
             shard_id = event_id.partition(":")[0] or None
         except Exception:  # not what Lambda sends: a field missing, of another type, not ASCII
             record = _careful(raw)
-            if type(record) is RejectedRecord and strict:
-                raise MalformedEvent(f"record {raw_records.index(raw) + 1}: {record.reason}") from None
-            parent = record.sequence_number or (parents[-1] if parents else "")
+            if type(record) is RejectedRecord:
+                if strict:
+                    raise MalformedEvent(f"record {raw_records.index(raw) + 1}: {record.reason}") from None
+                add(record)
+                add_parent(record.sequence_number or (parents[-1] if parents else ""))
+                continue
+            data, sequence_number = record.data, record.sequence_number
+            parent = sequence_number or (parents[-1] if parents else "")
         else:
             fields = (data, sequence_number, None, partition_key, int(arrival * 1000), stream_arn, shard_id)
             record = _new_record(StreamRecord, fields)
             parent = sequence_number
-        if record.data.startswith(KPL_MAGIC) and type(record) is not RejectedRecord:
+        if data.startswith(KPL_MAGIC):
             expanded = expand_aggregate(record)
             records.extend(expanded)
             parents.extend([parent] * len(expanded))
