@@ -186,7 +186,8 @@ class UserLimitFamily:
             raise InvalidRecord(f"invalid {envelope.type} payload: a string contains the NUL character (\\u0000)")
         kind = type(payload)
         texts = astuple(_amount_texts[kind].decode(raw))
-        positional = _positional(_join(texts))
+        joined = _join(texts)
+        positional = _positional(joined)
         if not positional:
             for name, text in zip(DECIMAL_FIELDS[kind], texts, strict=True):
                 if not _fits_grammar(text):
@@ -194,7 +195,9 @@ class UserLimitFamily:
                         f"invalid {envelope.type} payload: `{_wire_names[kind][name]}` is not a decimal of the form "
                         "-?digits[.digits][(e|E)[+|-]digits] (ASCII digits)"
                     )
-        for index, name in _stored[kind]:
+        # A text is no longer than all of them joined: short texts together need no check each.
+        short = positional and len(joined) <= _SHORT
+        for index, name in () if short else _stored[kind]:
             if positional and len(texts[index]) <= _SHORT:
                 continue
             if not _in_range(getattr(payload, name)):
