@@ -131,23 +131,24 @@ def _in_range(amount: Decimal) -> bool:
     return True
 
 
-def _check_utf8(data: bytes) -> None:
-    """msgspec skips unknown fields without checking their UTF-8: the whole record is checked (only
-    when it is not ASCII: isascii() tells valid UTF-8 without building a str)."""
+def _decode_envelope(data: bytes) -> Envelope:
+    """The envelope, its payload raw and not yet checked to be an object."""
+    # msgspec skips unknown fields without checking their UTF-8: the whole record is checked. ASCII,
+    # the usual case, is valid UTF-8: isascii() tells it without building a str.
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidRecord(f"not UTF-8: {error.reason} at byte {error.start}") from None
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise InvalidRecord(f"not UTF-8: {error.reason} at byte {error.start}") from None
+        return _envelope.decode(data)
+    except _DECODE_ERRORS as error:
+        raise InvalidRecord(f"invalid envelope: {error}") from None
 
 
 def decode_envelope(data: bytes) -> Envelope:
     """The envelope alone, its payload checked to be an object and kept raw."""
-    if not data.isascii():
-        _check_utf8(data)
-    try:
-        envelope = _envelope.decode(data)
-    except _DECODE_ERRORS as error:
-        raise InvalidRecord(f"invalid envelope: {error}") from None
+    envelope = _decode_envelope(data)
     if memoryview(envelope.payload)[0] != _OPEN_BRACE:
         raise InvalidRecord(_PAYLOAD_NOT_OBJECT)
     return envelope
@@ -157,13 +158,8 @@ class UserLimitFamily:
     """The user-limit events as an :class:`~user_limits.stream.engine.EventFamily`."""
 
     def decode(self, data: bytes) -> UserLimitEvent | None:
-        # decode_envelope, inline, except that a handled payload's decoder checks it is an object.
-        if not data.isascii():
-            _check_utf8(data)
-        try:
-            envelope = _envelope.decode(data)
-        except _DECODE_ERRORS as error:
-            raise InvalidRecord(f"invalid envelope: {error}") from None
+        # As decode_envelope, except that a handled payload's decoder checks it is an object.
+        envelope = _decode_envelope(data)
         raw = envelope.payload
         decoder = _payloads.get(envelope.type)
         if decoder is None:
