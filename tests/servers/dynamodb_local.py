@@ -5,10 +5,13 @@ commits with TransactWriteItems, which dynalite does not implement (it answers
 ``UnknownOperationException``). The module keeps its name, the plugin registered by conftest.
 
 Run as a module (``python -m tests.servers.dynamodb_local PORT``), it is the server process:
-moto, with one change. moto backs a transaction up by copying each table it touches once per
+moto, with two changes. moto backs a transaction up by copying each table it touches once per
 action, so a transaction of 100 actions on a table of thousands of items takes seconds; here each
 table is copied once per transaction (the same backup: the copies are all taken before the first
-write), and transactions run one at a time, as moto's whole-table rollback needs.
+write), and transactions run one at a time, as moto's whole-table rollback needs. And every write
+(transaction, single item or batch) runs one at a time: moto checks a condition and then writes
+with no lock between, so two concurrent conditional writes of one item could both succeed, which
+DynamoDB never lets happen.
 
 Fixtures: ``dynamodb_server`` (one per session, stopped at its end) and ``dynamodb_store_url`` (a
 fresh table per test, created by ``initialize`` and deleted afterwards, with dummy credentials in
@@ -21,7 +24,7 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -156,7 +159,8 @@ def serve(port: int) -> None:
                 self.tables[id(value)] = copy.deepcopy(value)
             return self.tables[id(value)]
 
-    one_at_a_time = threading.Lock()
+    # Re-entrant: a batch write may go through the single-item writes.
+    one_at_a_time = threading.RLock()
 
     def transact_write_items(self: models.DynamoDBBackend, transact_items: list[dict[str, object]]) -> None:
         with one_at_a_time:
@@ -167,6 +171,21 @@ def serve(port: int) -> None:
                 models.copy = copy  # type: ignore[attr-defined]
 
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+    def serialised(write: Callable[..., object]) -> Callable[..., object]:
+        def run(self: models.DynamoDBBackend, *args: object, **kwargs: object) -> object:
+            with one_at_a_time:
+                return write(self, *args, **kwargs)
+
+        return run
+
+    # moto checks a write's condition and then writes, with no lock between: two consumers taking
+    # the same free lease both succeeded. DynamoDB makes each conditional write atomic; so does this
+    # server, one write at a time.
+    for name in ("put_item", "update_item", "delete_item", "batch_write_item"):
+        write = getattr(models.DynamoDBBackend, name, None)
+        if write is not None:
+            setattr(models.DynamoDBBackend, name, serialised(write))
     server.main(["-H", "127.0.0.1", "-p", str(port)])
 
 
