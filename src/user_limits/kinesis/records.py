@@ -126,13 +126,13 @@ def records_from_lambda_event(event: object, strict: bool = False) -> tuple[list
                 parent = sequence_number
         if record is None:
             record = _careful(raw_records[index])
+            parent = record.sequence_number or (parents[-1] if parents else "")
             if type(record) is RejectedRecord:
                 if strict:
                     raise MalformedEvent(f"record {index + 1}: {record.reason}")
                 add(record)
-                add_parent(record.sequence_number or (parents[-1] if parents else ""))
+                add_parent(parent)
                 continue
-            parent = record.sequence_number or (parents[-1] if parents else "")
         if record.data.startswith(KPL_MAGIC):
             expanded = expand_aggregate(record)
             records.extend(expanded)
