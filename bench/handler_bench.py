@@ -95,11 +95,11 @@ def decode_run(events: list[Event]) -> tuple[float, float]:
     """The handler's first two steps alone: each event read into stream records (the transport) and
     their bytes decoded by the family's rules, without the projection, the store or the log line.
     Over the floor, this is the ceiling of the handler's ratio to the floor."""
-    from user_limits.family import UserLimitFamily
+    from user_limits import bootstrap
     from user_limits.kinesis.records import records_from_lambda_event
     from user_limits.stream.engine import decode_batch
 
-    family = UserLimitFamily()
+    family = bootstrap.processor(bootstrap.open_store("memory://")).family  # the handler's, as wired
     started, cpu = time.perf_counter(), time.process_time()
     for event in events:
         records, _ = records_from_lambda_event(event)
