@@ -42,12 +42,13 @@ def parked(envelope: dict[str, Any]) -> ParkedEvent:
 def test_decode_batch_sorts_records_into_events_dead_letters_and_ignored() -> None:
     batch = records([created("L1", 1), b"\xff", noise(2), progress("L2", 3, "1", "0"), b"{}"])
     decoded = decode_batch(family, batch)
-    assert [index for index, _, _ in decoded.events] == [0, 3]
-    assert [data for _, _, data in decoded.events] == [batch[0].data, batch[3].data]
+    assert [index for index, _, _, _ in decoded.events] == [0, 3]
+    assert [data for _, _, data, _ in decoded.events] == [batch[0].data, batch[3].data]
+    assert [key for _, _, _, key in decoded.events] == ["L1", "L2"]
     assert [index for index, _ in decoded.dead_letters] == [1, 4]
     assert decoded.ignored == 1
     assert decoded.size == 5
-    assert decoded.keys(family) == {"L1": "u1", "L2": "u1"}
+    assert decoded.partitions == {"L1": "u1", "L2": "u1"}
 
 
 def test_dead_letters_keep_raw_bytes_and_coordinates() -> None:

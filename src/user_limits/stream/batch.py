@@ -52,7 +52,7 @@ class BatchProcessor(Generic[E, S]):
             return outcome
 
         try:
-            outcome = self.store.apply_batch(decoded.keys(family), run)
+            outcome = self.store.apply_batch(decoded.partitions, run)
         except CommitError as error:
             return BatchResult(error.committed, error.first_uncommitted, error.cause or error)
         except Exception as error:  # an atomic store committed nothing

@@ -19,6 +19,7 @@ Hot module: every event of every batch goes through :func:`project` (``bench/han
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar
 
@@ -57,41 +58,43 @@ class EventFamily(Protocol[E, S]):
 
 
 class Decoded(Generic[E]):
-    """A batch after decoding: its events (with their record index) and its dead letters."""
+    """A batch after decoding: its events (with their record index, bytes and key), the entities they
+    touch (with their partition) and the batch's dead letters."""
 
-    __slots__ = ("dead_letters", "events", "ignored", "size")
+    __slots__ = ("dead_letters", "events", "ignored", "partitions", "size")
 
     def __init__(self) -> None:
-        self.events: list[tuple[int, E, bytes]] = []
+        self.events: list[tuple[int, E, bytes, str]] = []
+        # Each entity the batch touches, with its partition, in the order first touched.
+        self.partitions: dict[str, str] = {}
         self.dead_letters: list[tuple[int, DeadLetter]] = []
         self.ignored = 0
         self.size = 0
-
-    def keys(self, family: EventFamily[E, S]) -> dict[str, str]:
-        """Each entity the batch touches, with its partition."""
-        key, partition = family.key, family.partition
-        return {key(event): partition(event) for _, event, _ in self.events}
 
 
 def decode_batch(family: EventFamily[E, S], records: Sequence[StreamRecord]) -> Decoded[E]:
     decoded: Decoded[E] = Decoded()
     decoded.size = len(records)
-    decode = family.decode
-    events = decoded.events
+    decode, key_of, partition_of = family.decode, family.key, family.partition
+    add_event, partitions, dead_letters = decoded.events.append, decoded.partitions, decoded.dead_letters
+    ignored = 0
     for index, record in enumerate(records):
         if type(record) is RejectedRecord:
-            decoded.dead_letters.append((index, DeadLetter.of(record, record.reason)))
+            dead_letters.append((index, DeadLetter.of(record, record.reason)))
             continue
         data = record.data
         try:
             event = decode(data)
         except InvalidRecord as error:
-            decoded.dead_letters.append((index, DeadLetter.of(record, str(error))))
+            dead_letters.append((index, DeadLetter.of(record, str(error))))
             continue
         if event is None:
-            decoded.ignored += 1
+            ignored += 1
         else:
-            events.append((index, event, data))
+            key = key_of(event)
+            partitions[key] = partition_of(event)
+            add_event((index, event, data, key))
+    decoded.ignored = ignored
     return decoded
 
 
@@ -102,23 +105,23 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
     counts = outcome.counts
     counts.ignored = decoded.ignored
     counts.dead_lettered = len(decoded.dead_letters)
-    key_of, position_of, state_position = family.key, family.position, family.state_position
+    position_of, state_position = family.position, family.state_position
     apply, creates, drifted = family.apply, family.creates, family.drifted
 
-    states = dict(snapshot.states)
+    stored_states = snapshot.states
+    states = dict(stored_states)
     touched = outcome.touched
     # Parked events per key, by position; those added by this batch are not in the store yet.
     parked: dict[str, dict[int, ParkedEvent]] = {
         key: {event.position: event for event in events} for key, events in snapshot.parked.items() if events
     }
     added: set[tuple[str, int]] = set()
-    applied_by_key = outcome.applied_by_key
-    drifted_by_key = outcome.drifted_by_key
-
-    def count_drift(key: str, state: S) -> None:
-        if drifted(state):
-            counts.drifted += 1
-            drifted_by_key[key] = drifted_by_key.get(key, 0) + 1
+    # The key of each event applied, and of each that drifted: counted once, at the end (Counter
+    # counts in C), rather than a counter and a dict entry updated per event.
+    applied: list[str] = []
+    drifted_keys: list[str] = []
+    add_applied, add_drifted = applied.append, drifted_keys.append
+    skipped = 0
 
     def drain(key: str, index: int, below: int | None = None) -> None:
         """Apply the key's parked events in position order (only those below ``below``, if given;
@@ -151,47 +154,43 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
                     counts.ignored += 1
                     continue
                 state = apply(state, parked_event)
-                counts.applied += 1
-                applied_by_key[key] = applied_by_key.get(key, 0) + 1
-                count_drift(key, state)
+                add_applied(key)
+                if drifted(state):
+                    add_drifted(key)
             else:
                 counts.skipped += 1
         states[key] = state
 
-    for index, event, data in decoded.events:
-        key = key_of(event)
-        position = position_of(event)
+    for index, event, data, key in decoded.events:
         if key not in touched:
-            stored = snapshot.states.get(key)
+            stored = stored_states.get(key)
             touched[key] = (None if stored is None else state_position(stored), index)
             if stored is not None and key in parked:
                 # Left over from a concurrent writer or a partial commit: applied in position order
                 # with this event, those below it first, the others right after it.
-                drain(key, index, below=position)
+                drain(key, index, below=position_of(event))
         state = states.get(key)
         if state is not None:
-            if position <= state_position(state):
-                counts.skipped += 1
+            if position_of(event) <= state_position(state):
+                skipped += 1
             else:
                 states[key] = state = apply(state, event)
-                counts.applied += 1
-                applied_by_key[key] = applied_by_key.get(key, 0) + 1
-                if drifted(state):  # count_drift, inline: the path of most events
-                    counts.drifted += 1
-                    drifted_by_key[key] = drifted_by_key.get(key, 0) + 1
+                add_applied(key)
+                if drifted(state):
+                    add_drifted(key)
             if key in parked:
                 drain(key, index)
-            continue
         elif creates(event):
             states[key] = state = apply(None, event)
-            counts.applied += 1
-            applied_by_key[key] = applied_by_key.get(key, 0) + 1
-            count_drift(key, state)
+            add_applied(key)
+            if drifted(state):
+                add_drifted(key)
             drain(key, index)
         else:
+            position = position_of(event)
             waiting = parked.setdefault(key, {})
             if position in waiting:
-                counts.skipped += 1
+                skipped += 1
                 continue
             parked_event = ParkedEvent(key, position, data)
             waiting[position] = parked_event
@@ -199,8 +198,13 @@ def project(family: EventFamily[E, S], decoded: Decoded[E], snapshot: Snapshot[S
             outcome.parked_added.append((index, parked_event))
             counts.parked += 1
 
+    counts.skipped += skipped
+    counts.applied = len(applied)
+    counts.drifted = len(drifted_keys)
+    outcome.applied_by_key = dict(Counter(applied))
+    outcome.drifted_by_key = dict(Counter(drifted_keys))
     outcome.states = {
-        key: state for key, state in states.items() if key in touched and state is not snapshot.states.get(key)
+        key: state for key, state in states.items() if key in touched and state is not stored_states.get(key)
     }
     # Events parked and then applied within this batch never reach the store.
     outcome.parked_added = [(i, e) for i, e in outcome.parked_added if (e.key, e.position) in added]

@@ -44,7 +44,7 @@ def redrive(
     commit is rolled back). Raises what the store raises (CommitError: the part committed)."""
     decoded = decode_batch(family, records)
     ids = [letter_id(record) for record in records]
-    keys_of = {index: family.key(event) for index, event, _ in decoded.events}
+    keys_of = {index: key for index, _, _, key in decoded.events}
 
     def run(snapshot: Snapshot[S]) -> Outcome[S]:
         outcome = project(family, decoded, snapshot)
@@ -64,7 +64,7 @@ def redrive(
         def project_batch(snapshot: Snapshot[S]) -> Outcome[S]:
             raise _DryRun(run(snapshot))
 
-    keys: Mapping[str, str] = decoded.keys(family)
+    keys: Mapping[str, str] = decoded.partitions
     try:
         return store.apply_batch(keys, project_batch)
     except _DryRun as done:
