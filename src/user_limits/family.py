@@ -131,15 +131,19 @@ def _in_range(amount: Decimal) -> bool:
     return True
 
 
+def _check_utf8(data: bytes) -> None:
+    """msgspec skips unknown fields without checking their UTF-8: the whole record is checked."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidRecord(f"not UTF-8: {error.reason} at byte {error.start}") from None
+
+
 def _decode_envelope(data: bytes) -> Envelope:
     """The envelope, its payload raw and not yet checked to be an object."""
-    # msgspec skips unknown fields without checking their UTF-8: the whole record is checked. ASCII,
-    # the usual case, is valid UTF-8: isascii() tells it without building a str.
+    # ASCII, the usual case, is valid UTF-8: isascii() tells it without building a str.
     if not data.isascii():
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise InvalidRecord(f"not UTF-8: {error.reason} at byte {error.start}") from None
+        _check_utf8(data)
     try:
         return _envelope.decode(data)
     except _DECODE_ERRORS as error:
@@ -154,20 +158,55 @@ def decode_envelope(data: bytes) -> Envelope:
     return envelope
 
 
+# Per handled type: its payload's decoder and the decoder of its amounts' texts, in one lookup.
+_handled: dict[str, tuple[Callable[[bytes], Payload], Callable[[bytes], Any]]] = {
+    name: (_payloads[name].decode, _amount_texts[kind].decode) for name, kind in PAYLOAD_TYPES.items()
+}
+
+
+def _check_amounts(type_: str, payload: Payload, texts: tuple[msgspec.Raw, ...], positional: bool) -> None:
+    """Rule 1 on the amounts whose texts are not all short and positional: each text's grammar,
+    then the range of the amounts the read model stores."""
+    kind = type(payload)
+    if not positional:
+        for name, text in zip(DECIMAL_FIELDS[kind], texts, strict=True):
+            if not _fits_grammar(text):
+                raise InvalidRecord(
+                    f"invalid {type_} payload: `{_wire_names[kind][name]}` is not a decimal of the form "
+                    "-?digits[.digits][(e|E)[+|-]digits] (ASCII digits)"
+                )
+    for index, name in _stored[kind]:
+        # A short positional text needs no check: at most AMOUNT_DIGITS digits either side.
+        if positional and len(texts[index]) <= _SHORT:
+            continue
+        if not _in_range(getattr(payload, name)):
+            raise InvalidRecord(
+                f"invalid {type_} payload: `{_wire_names[kind][name]}` is out of range "
+                f"(below 1E+{AMOUNT_DIGITS} with at most {AMOUNT_DIGITS} decimal places)"
+            )
+
+
 class UserLimitFamily:
     """The user-limit events as an :class:`~user_limits.stream.engine.EventFamily`."""
 
     def decode(self, data: bytes) -> UserLimitEvent | None:
-        # As decode_envelope, except that a handled payload's decoder checks it is an object.
-        envelope = _decode_envelope(data)
+        # As decode_envelope, except that a handled payload's decoder checks it is an object; its
+        # steps are written out here, not called: this runs for every record.
+        if not data.isascii():
+            _check_utf8(data)
+        try:
+            envelope = _envelope.decode(data)
+        except _DECODE_ERRORS as error:
+            raise InvalidRecord(f"invalid envelope: {error}") from None
         raw = envelope.payload
-        decoder = _payloads.get(envelope.type)
-        if decoder is None:
+        handled = _handled.get(envelope.type)
+        if handled is None:
             if memoryview(raw)[0] != _OPEN_BRACE:
                 raise InvalidRecord(_PAYLOAD_NOT_OBJECT)
             return None
+        decode_payload, decode_texts = handled
         try:
-            payload = decoder.decode(raw)
+            payload = decode_payload(raw)
         except _DECODE_ERRORS as error:
             if memoryview(raw)[0] != _OPEN_BRACE:
                 raise InvalidRecord(_PAYLOAD_NOT_OBJECT) from None
@@ -180,27 +219,13 @@ class UserLimitFamily:
             and any("\x00" in value for value in astuple(payload) if isinstance(value, str))
         ):
             raise InvalidRecord(f"invalid {envelope.type} payload: a string contains the NUL character (\\u0000)")
-        kind = type(payload)
-        texts = astuple(_amount_texts[kind].decode(raw))
+        texts = astuple(decode_texts(raw))
         joined = _join(texts)
+        # The usual case: every text positional and, a text being no longer than all of them
+        # joined, each short enough to be in range without a check.
         positional = _positional(joined)
-        if not positional:
-            for name, text in zip(DECIMAL_FIELDS[kind], texts, strict=True):
-                if not _fits_grammar(text):
-                    raise InvalidRecord(
-                        f"invalid {envelope.type} payload: `{_wire_names[kind][name]}` is not a decimal of the form "
-                        "-?digits[.digits][(e|E)[+|-]digits] (ASCII digits)"
-                    )
-        # A text is no longer than all of them joined: short texts together need no check each.
-        short = positional and len(joined) <= _SHORT
-        for index, name in () if short else _stored[kind]:
-            if positional and len(texts[index]) <= _SHORT:
-                continue
-            if not _in_range(getattr(payload, name)):
-                raise InvalidRecord(
-                    f"invalid {envelope.type} payload: `{_wire_names[kind][name]}` is out of range "
-                    f"(below 1E+{AMOUNT_DIGITS} with at most {AMOUNT_DIGITS} decimal places)"
-                )
+        if not (positional and len(joined) <= _SHORT):
+            _check_amounts(envelope.type, payload, texts, positional)
         return UserLimitEvent(envelope.sequence_number, envelope.created_at, payload)
 
     # Called for every event, some more than once: attribute getters run in C, a method does not.
