@@ -131,19 +131,15 @@ def _in_range(amount: Decimal) -> bool:
     return True
 
 
-def _check_utf8(data: bytes) -> None:
-    """msgspec skips unknown fields without checking their UTF-8: the whole record is checked."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise InvalidRecord(f"not UTF-8: {error.reason} at byte {error.start}") from None
-
-
 def _decode_envelope(data: bytes) -> Envelope:
     """The envelope, its payload raw and not yet checked to be an object."""
-    # ASCII, the usual case, is valid UTF-8: isascii() tells it without building a str.
+    # msgspec skips unknown fields without checking their UTF-8: the whole record is checked. ASCII,
+    # the usual case, is valid UTF-8: isascii() tells it without building a str.
     if not data.isascii():
-        _check_utf8(data)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidRecord(f"not UTF-8: {error.reason} at byte {error.start}") from None
     try:
         return _envelope.decode(data)
     except _DECODE_ERRORS as error:
@@ -190,14 +186,8 @@ class UserLimitFamily:
     """The user-limit events as an :class:`~user_limits.stream.engine.EventFamily`."""
 
     def decode(self, data: bytes) -> UserLimitEvent | None:
-        # As decode_envelope, except that a handled payload's decoder checks it is an object; its
-        # steps are written out here, not called: this runs for every record.
-        if not data.isascii():
-            _check_utf8(data)
-        try:
-            envelope = _envelope.decode(data)
-        except _DECODE_ERRORS as error:
-            raise InvalidRecord(f"invalid envelope: {error}") from None
+        # As decode_envelope, except that a handled payload's decoder checks it is an object.
+        envelope = _decode_envelope(data)
         raw = envelope.payload
         handled = _handled.get(envelope.type)
         if handled is None:
